@@ -1,0 +1,109 @@
+"""Settings: defaults, parsing, and one clear line per bad value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tokensvc.config import ConfigError, Settings
+
+
+def test_defaults_are_embedded():
+    settings = Settings.from_env({})
+    assert settings.database_url == "sqlite:///tokensvc.db"
+    assert settings.uses_sqlite
+    assert settings.redis_url is None and settings.queue_redis_url is None
+    assert settings.console_tokens_backend == "database"
+    assert settings.memcached_servers == (("127.0.0.1", 11211),)
+    assert (settings.token_ttl, settings.max_token_ttl) == (600, 86400)
+    assert (settings.cache_max_ttl, settings.negative_cache_ttl) == (300, 5)
+    assert (settings.redis_timeout, settings.breaker_reset) == (0.25, 2.0)
+    assert (settings.key_cache_ttl, settings.key_cache_stale) == (5, 300)
+    assert (settings.lease_ttl, settings.enforce_session_timeout) == (30, False)
+    assert (settings.purge_interval, settings.purge_batch) == (60, 1000)
+    assert settings.bind == "127.0.0.1:8080"
+    assert settings.workers == 2 * (os.cpu_count() or 1)
+
+
+def test_values_are_parsed_and_typed():
+    settings = Settings.from_env(
+        {
+            "TOKENSVC_DATABASE_URL": "mysql://root@127.0.0.1:3306/tokensvc",
+            "TOKENSVC_REDIS_URL": "redis://127.0.0.1:6379/4",
+            "TOKENSVC_CONSOLE_TOKENS_BACKEND": "Memcached",
+            "TOKENSVC_MEMCACHED_SERVERS": "10.0.0.1:11211, [::1]:11212",
+            "TOKENSVC_LEGACY_MEMCACHED_READ": "yes",
+            "TOKENSVC_REDIS_TIMEOUT": "0.1",
+            "TOKENSVC_WORKERS": "3",
+        }
+    )
+    assert settings.queue_redis_url == "redis://127.0.0.1:6379/5"
+    assert settings.console_tokens_backend == "memcached"
+    assert settings.memcached_servers == (("10.0.0.1", 11211), ("::1", 11212))
+    assert settings.legacy_memcached_read is True
+    assert settings.redis_timeout == 0.1 and settings.workers == 3
+    assert not settings.uses_sqlite
+
+
+def test_explicit_queue_redis_url_wins():
+    settings = Settings.from_env(
+        {"TOKENSVC_REDIS_URL": "redis://r:6379", "TOKENSVC_QUEUE_REDIS_URL": "redis://q:6379/2"}
+    )
+    assert settings.queue_redis_url == "redis://q:6379/2"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONSOLE_TOKENS_BACKEND", "etcd"),
+        ("TOKEN_TTL", "-5"),
+        ("TOKEN_TTL", "ten"),
+        ("CACHE_MAX_TTL", "0"),
+        ("REDIS_TIMEOUT", "0"),
+        ("DATABASE_URL", "not a url at all"),
+        ("DATABASE_URL", "postgresql://db/tokensvc"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("REDIS_URL", "redis://127.0.0.1:notaport"),
+        ("MEMCACHED_SERVERS", "127.0.0.1"),
+        ("LEGACY_MEMCACHED_READ", "maybe"),
+        ("BIND", "8080"),
+        ("WORKERS", "0"),
+        ("PURGE_BATCH", "0"),
+    ],
+)
+def test_bad_value_names_the_variable(name, value):
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({f"TOKENSVC_{name}": value})
+    message = str(excinfo.value)
+    assert message.startswith(f"TOKENSVC_{name}: ") and "\n" not in message
+
+
+def test_token_ttl_over_max_is_refused():
+    with pytest.raises(ConfigError, match=r"^TOKENSVC_TOKEN_TTL: must not exceed"):
+        Settings.from_env({"TOKENSVC_TOKEN_TTL": "90000"})
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ConfigError, match=r"^TOKENSVC_TOKEN_TTLS: unknown setting"):
+        Settings.from_env({"TOKENSVC_TOKEN_TTLS": "5"})
+
+
+def test_cli_stops_with_one_line(tmp_path):
+    env = dict(os.environ, TOKENSVC_CONSOLE_TOKENS_BACKEND="etcd")
+    result = subprocess.run(
+        [sys.executable, "-m", "tokensvc", "db", "current"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tokensvc: configuration error: TOKENSVC_CONSOLE_TOKENS_BACKEND: "
+        "must be one of database, memcached, got 'etcd'"
+    ]

@@ -1,0 +1,3 @@
+from tokensvc.cli import run
+
+run()

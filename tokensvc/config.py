@@ -1,0 +1,205 @@
+"""Settings from ``TOKENSVC_*`` environment variables: the only place env is read.
+
+Every setting of SPEC section 8 is parsed, typed and validated once, in
+:meth:`Settings.from_env`. A bad value raises :class:`ConfigError` whose message
+is one line naming the variable, which the CLI prints before exiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PREFIX = "TOKENSVC_"
+Backend = Literal["database", "memcached"]
+BACKENDS: tuple[Backend, ...] = ("database", "memcached")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the variable."""
+
+
+def _int(low: int, high: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw.strip())
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise ValueError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(low: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw.strip())
+        if not value > low:
+            raise ValueError(f"must be > {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+def _backend(raw: str) -> Backend:
+    value = raw.strip().lower()
+    for backend in BACKENDS:
+        if value == backend:
+            return backend
+    raise ValueError(f"must be one of {', '.join(BACKENDS)}, got {raw!r}")
+
+
+def _database_url(raw: str) -> str:
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError as exc:
+        raise ValueError(f"cannot parse database URL ({exc})") from None
+    if url.get_backend_name() not in ("sqlite", "mysql", "mariadb"):
+        raise ValueError(f"unsupported database {url.get_backend_name()!r} (sqlite, mysql)")
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"has no host: {raw!r}")
+    try:
+        _ = parts.port
+        _redis_db(parts.path)
+    except ValueError as exc:
+        raise ValueError(f"cannot parse {raw!r} ({exc})") from None
+    return raw.strip()
+
+
+def _redis_db(path: str) -> int:
+    index = path.strip("/")
+    return int(index) if index else 0
+
+
+def next_redis_db(url: str) -> str:
+    """The same Redis server with database index + 1 (the queue's default)."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return url  # a socket URL carries its db in the query; keep it explicit
+    return urlunsplit(parts._replace(path=f"/{_redis_db(parts.path) + 1}"))
+
+
+def _memcached_servers(raw: str) -> tuple[tuple[str, int], ...]:
+    servers = []
+    for item in raw.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected comma-separated host:port, got {item.strip()!r}")
+        servers.append((host.strip("[]"), _int(1, 65535)(port)))
+    return tuple(servers)
+
+
+def _bind(raw: str) -> str:
+    host, sep, port = raw.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {raw!r}")
+    _int(0, 65535)(port)
+    return raw.strip()
+
+
+def _default_workers() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Typed, validated settings. Field names are the variable names, lowercased."""
+
+    database_url: str = "sqlite:///tokensvc.db"
+    redis_url: str | None = None
+    queue_redis_url: str | None = None
+    console_tokens_backend: Backend = "database"
+    memcached_servers: tuple[tuple[str, int], ...] = (("127.0.0.1", 11211),)
+    legacy_memcached_read: bool = False
+    token_ttl: int = 600
+    max_token_ttl: int = 86400
+    cache_max_ttl: int = 300
+    negative_cache_ttl: int = 5
+    redis_timeout: float = 0.25
+    breaker_reset: float = 2.0
+    key_cache_ttl: int = 5
+    key_cache_stale: int = 300
+    lease_ttl: int = 30
+    enforce_session_timeout: bool = False
+    purge_interval: int = 60
+    purge_batch: int = 1000
+    bind: str = "127.0.0.1:8080"
+    workers: int = dataclasses.field(default_factory=_default_workers)
+
+    def __post_init__(self) -> None:
+        if self.token_ttl > self.max_token_ttl:
+            raise ConfigError(
+                f"{PREFIX}TOKEN_TTL: must not exceed {PREFIX}MAX_TOKEN_TTL "
+                f"({self.token_ttl} > {self.max_token_ttl})"
+            )
+        if self.queue_redis_url is None and self.redis_url is not None:
+            object.__setattr__(self, "queue_redis_url", next_redis_db(self.redis_url))
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse every ``TOKENSVC_*`` variable; unset ones keep their default."""
+        env = os.environ if environ is None else environ
+        known = {f.name.upper() for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k[len(PREFIX) :] not in known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting")
+        values: dict[str, Any] = {}
+        for name, parse in _PARSERS.items():
+            raw = env.get(PREFIX + name.upper())
+            if raw is None:
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{PREFIX}{name.upper()}: {exc}") from None
+        return cls(**values)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": _database_url,
+    "redis_url": _redis_url,
+    "queue_redis_url": _redis_url,
+    "console_tokens_backend": _backend,
+    "memcached_servers": _memcached_servers,
+    "legacy_memcached_read": _bool,
+    "token_ttl": _int(1),
+    "max_token_ttl": _int(1),
+    "cache_max_ttl": _int(1),
+    "negative_cache_ttl": _int(1),
+    "redis_timeout": _float(0),
+    "breaker_reset": _float(0),
+    "key_cache_ttl": _int(0),
+    "key_cache_stale": _int(0),
+    "lease_ttl": _int(3),
+    "enforce_session_timeout": _bool,
+    "purge_interval": _int(1),
+    "purge_batch": _int(1, 100_000),
+    "bind": _bind,
+    "workers": _int(1, 256),
+}

@@ -1,0 +1,1 @@
+"""Relational storage: SQLAlchemy models, engines and the alembic schema."""

@@ -1,0 +1,43 @@
+"""Engines: one per process, set up for SQLite (embedded) or MySQL/MariaDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+
+def normalize_url(database_url: str) -> URL:
+    """MySQL URLs always go through PyMySQL with utf8mb4."""
+    url = make_url(database_url)
+    if url.get_backend_name() in ("mysql", "mariadb"):
+        url = url.set(drivername=f"{url.get_backend_name()}+pymysql")
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(database_url: str, **kwargs: Any) -> Engine:
+    url = normalize_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 3600)
+    kwargs.setdefault("isolation_level", "READ COMMITTED")
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Without foreign_keys=ON SQLite ignores ON DELETE CASCADE.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    if dbapi_connection.execute("PRAGMA database_list").fetchone()[2]:  # a file, not :memory:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()

@@ -1,0 +1,95 @@
+"""SQLAlchemy 2 models: the tables of SPEC section 2.
+
+The schema itself is only ever created by alembic (``migrations/``); these
+models must match it exactly (a test compares them with autogenerate).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Naive UTC in the database, aware UTC in Python (MySQL DATETIME has no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class JSONText(TypeDecorator[dict[str, Any]]):
+    """A JSON object kept as TEXT: same column type on SQLite and MariaDB."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> Any:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else json.loads(value)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InstanceRow(Base):
+    __tablename__ = "instances"
+
+    uuid: Mapped[str] = mapped_column(CHAR(36), primary_key=True)
+    # The compute host that runs the instance (what compute keys are scoped to).
+    host: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleConnectionRow(Base):
+    __tablename__ = "console_connections"
+    __table_args__ = (Index(None, "compute_host", "expires"),)
+
+    instance_uuid: Mapped[str] = mapped_column(
+        CHAR(36), ForeignKey("instances.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    # The address the proxy dials, not the compute host.
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Copied from instances.host at registration; a move revokes, so never stale.
+    compute_host: Mapped[str] = mapped_column(String(255))
+    token_hash: Mapped[str | None] = mapped_column(CHAR(64), unique=True)
+    access_url: Mapped[str | None] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    expires: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    console_type: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

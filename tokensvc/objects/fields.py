@@ -1,0 +1,209 @@
+"""Typed fields of versioned objects.
+
+A field coerces a Python value (raising ``ValueError`` with a short reason),
+and converts to and from the JSON wire form. Coercion is strict: the API feeds
+request bodies straight into objects, so ``"5900"`` is not a port and ``True``
+is not an integer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+JSONScalar = str | int | float | bool | None
+_UUID_SHAPE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+class Field:
+    """Base field: nullability and read-only flag; subclasses coerce."""
+
+    def __init__(self, *, nullable: bool = False, read_only: bool = False) -> None:
+        self.nullable = nullable
+        self.read_only = read_only
+
+    def coerce(self, value: Any) -> Any:
+        if value is None:
+            if not self.nullable:
+                raise ValueError("must not be null")
+            return None
+        return self._coerce(value)
+
+    def _coerce(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def to_primitive(self, value: Any) -> Any:
+        return value
+
+    def from_primitive(self, value: Any) -> Any:
+        return self.coerce(value)
+
+    def describe(self) -> str:
+        """Stable text of what the field accepts, for the object fingerprint."""
+        return f"{type(self).__name__}(nullable={self.nullable}, read_only={self.read_only})"
+
+
+class UUIDField(Field):
+    def _coerce(self, value: Any) -> str:
+        if not isinstance(value, str) or not _UUID_SHAPE.fullmatch(value):
+            raise ValueError("must be a UUID like 123e4567-e89b-12d3-a456-426614174000")
+        return value.lower()
+
+
+class StringField(Field):
+    def __init__(self, *, max_length: int = 255, min_length: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.min_length = min_length
+
+    def _coerce(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not self.min_length <= len(value) <= self.max_length:
+            raise ValueError(f"must be {self.min_length} to {self.max_length} characters long")
+        return value
+
+    def describe(self) -> str:
+        return f"{super().describe()}[{self.min_length}..{self.max_length}]"
+
+
+class IntegerField(Field):
+    def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def _coerce(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be an integer")
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"must be between {self.minimum} and {self.maximum}")
+        return value
+
+    def describe(self) -> str:
+        return f"{super().describe()}[{self.minimum}..{self.maximum}]"
+
+
+class BooleanField(Field):
+    def _coerce(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+
+
+class EnumField(Field):
+    def __init__(self, choices: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.choices = tuple(choices)
+
+    def _coerce(self, value: Any) -> str:
+        if value not in self.choices:
+            raise ValueError(f"must be one of {', '.join(self.choices)}")
+        return str(value)
+
+    def describe(self) -> str:
+        return f"{super().describe()}{list(self.choices)}"
+
+
+class HexField(Field):
+    """Lowercase hex of a fixed length: SHA-256 hashes and lease ids."""
+
+    def __init__(self, *, length: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.shape = _HEX64 if length == 64 else _HEX32
+        self.length = length
+
+    def _coerce(self, value: Any) -> str:
+        if not isinstance(value, str) or not self.shape.fullmatch(value):
+            raise ValueError(f"must be {self.length} lowercase hex digits")
+        return value
+
+    def describe(self) -> str:
+        return f"{super().describe()}[{self.length}]"
+
+
+class DateTimeField(Field):
+    """Aware UTC datetimes at whole seconds; RFC 3339 ``...Z`` strings on the wire."""
+
+    def _coerce(self, value: Any) -> dt.datetime:
+        if isinstance(value, str):
+            value = parse_rfc3339(value)
+        if not isinstance(value, dt.datetime):
+            raise ValueError("must be an RFC 3339 date-time")
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return aware.astimezone(dt.UTC).replace(microsecond=0)
+
+    def to_primitive(self, value: Any) -> Any:
+        return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(text: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError("must be an RFC 3339 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a UTC offset (e.g. Z)")
+    return parsed
+
+
+class ScalarDictField(Field):
+    """``dict[str, JSON scalar]`` whose JSON form fits in ``max_bytes``."""
+
+    def __init__(self, *, max_bytes: int = 4096, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_bytes = max_bytes
+
+    def _coerce(self, value: Any) -> dict[str, JSONScalar]:
+        if not isinstance(value, dict):
+            raise ValueError("must be an object")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError("keys must be strings")
+            if item is not None and not isinstance(item, str | int | float | bool):
+                raise ValueError(f"value of {key!r} must be a string, number, boolean or null")
+            if isinstance(item, float) and item != item:  # NaN is not JSON
+                raise ValueError(f"value of {key!r} must be a finite number")
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+        if size > self.max_bytes:
+            raise ValueError(f"must be at most {self.max_bytes} bytes as JSON, got {size}")
+        return dict(value)
+
+    def to_primitive(self, value: Any) -> Any:
+        return None if value is None else dict(value)
+
+    def describe(self) -> str:
+        return f"{super().describe()}[{self.max_bytes}]"
+
+
+class ObjectField(Field):
+    """A nested versioned object, named so the registry resolves it lazily."""
+
+    def __init__(self, object_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.object_name = object_name
+
+    def _coerce(self, value: Any) -> Any:
+        from tokensvc.objects.base import VersionedObject
+
+        if not isinstance(value, VersionedObject) or value.obj_name() != self.object_name:
+            raise ValueError(f"must be a {self.object_name}")
+        return value
+
+    def to_primitive(self, value: Any) -> Any:
+        return None if value is None else value.to_primitive()
+
+    def from_primitive(self, value: Any) -> Any:
+        from tokensvc.objects.base import VersionedObject
+
+        if value is None:
+            return self.coerce(None)
+        return self.coerce(VersionedObject.obj_from_primitive(value))
+
+    def describe(self) -> str:
+        return f"{super().describe()}<{self.object_name}>"

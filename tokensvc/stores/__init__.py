@@ -1,0 +1,1 @@
+"""Token stores: the database (source of truth) and the tiers that wrap it."""
