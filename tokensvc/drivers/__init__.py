@@ -1,0 +1,1 @@
+"""Drivers: turn what a hypervisor (or a caller) knows into ConsoleConnection objects."""
