@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
+from flask import Flask
 from sqlalchemy import Engine
 
+from tokensvc.app import create_app
+from tokensvc.auth import generate_key, hash_key
+from tokensvc.config import Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
 from tokensvc.db.models import Base
@@ -96,3 +102,77 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     _empty_tables(shared)
     yield shared
     _empty_tables(shared)
+
+
+# -- Redis and the app ------------------------------------------------------------------
+REDIS_SERVER_URL = os.environ.get("TOKENSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def _redis_db() -> int:
+    """A Redis database per xdist worker; the next index stays free for its queue."""
+    worker = _worker_id()
+    number = int(worker[2:]) if worker.startswith("gw") else 0
+    return 2 + 2 * (number % 7)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The worker's own Redis database, emptied before the test."""
+    url = f"{REDIS_SERVER_URL}/{_redis_db()}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+@pytest.fixture
+def mariadb_url(mariadb_engine: Engine) -> Iterator[str]:
+    """The worker's MariaDB database at head, emptied around the test."""
+    _empty_tables(mariadb_engine)
+    yield mariadb_engine.url.render_as_string(hide_password=False)
+    _empty_tables(mariadb_engine)
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path) -> Iterator[AppFactory]:
+    """Builds apps on the given settings (default: embedded SQLite, no Redis)."""
+    built: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        overrides.setdefault("database_url", f"sqlite:///{tmp_path / 'tokensvc.db'}")
+        app = create_app(Settings(**overrides))
+        built.append(app)
+        return app
+
+    yield make
+    for app in built:
+        app.extensions["tokensvc"].engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory, mariadb_url: str, redis_url: str) -> Flask:
+    """The production shape: MariaDB and Redis."""
+    return make_app(database_url=mariadb_url, redis_url=redis_url)
+
+
+class Keys:
+    """Mints service keys straight into the app's key table."""
+
+    def __init__(self, app: Flask) -> None:
+        self.store = app.extensions["tokensvc"].keys
+
+    def mint(self, role: str, host: str | None = None, proxy_id: str | None = None) -> str:
+        key = generate_key()
+        self.store.create(hash_key(key), role, host=host, proxy_id=proxy_id)
+        return key
+
+    def headers(self, role: str, host: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.mint(role, host)}"}
+
+
+@pytest.fixture
+def keys(app: Flask) -> Keys:
+    return Keys(app)

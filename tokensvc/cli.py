@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import sys
+from pathlib import Path
 
 import click
 
+from tokensvc import server
+from tokensvc.auth import generate_key, hash_key
 from tokensvc.config import ConfigError, Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
+from tokensvc.db.service_keys import ROLES, ServiceKeyStore
 from tokensvc.errors import TokensvcError
+from tokensvc.objects.console import utcnow
 
 
 def load_settings() -> Settings:
@@ -56,6 +63,75 @@ def db_current() -> None:
     current, head = schema.current_revision(engine), schema.head_revision()
     state = "head" if current == head else f"head is {head}"
     click.echo(f"{current or 'base'} ({state})")
+
+
+def _key_store() -> ServiceKeyStore:
+    engine = make_engine(load_settings().database_url)
+    schema.ensure_schema(engine)
+    return ServiceKeyStore(engine)
+
+
+@main.group()
+def keys() -> None:
+    """Service keys (shown once at creation, stored hashed)."""
+
+
+@keys.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--host", help="compute keys: the compute host they manage")
+@click.option("--proxy-id", help="proxy keys: bind the key to one proxy id")
+@click.option("--expires-in", type=click.IntRange(min=1), help="seconds until the key expires")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
+def keys_create(
+    role: str, host: str | None, proxy_id: str | None, expires_in: int | None, as_json: bool
+) -> None:
+    """Create a key and show it once."""
+    if (role == "compute") != (host is not None):
+        raise click.UsageError("--host is required for compute keys and only for them")
+    if proxy_id is not None and role != "proxy":
+        raise click.UsageError("--proxy-id is only for proxy keys")
+    expires_at = utcnow() + dt.timedelta(seconds=expires_in) if expires_in else None
+    secret = generate_key()
+    created = _key_store().create(
+        hash_key(secret), role, host=host, proxy_id=proxy_id, expires_at=expires_at
+    )
+    click.echo("this key is shown once: store it now", err=True)
+    if as_json:
+        shown = {"id": created.id, "key": secret, "role": role, "host": host, "proxy_id": proxy_id}
+        click.echo(json.dumps(shown))
+    else:
+        click.echo(f"id:  {created.id}\nkey: {secret}")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never the keys themselves)."""
+    now = utcnow()
+    for key in _key_store().list():
+        state = "revoked" if key.revoked_at else "active" if key.usable(now) else "expired"
+        expires = key.expires_at.isoformat() if key.expires_at else "never"
+        scope = key.host or key.proxy_id or "-"
+        click.echo(f"{key.id}  {key.role:<8} {scope:<24} {state:<8} expires {expires}")
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key (takes effect within KEY_CACHE_TTL seconds)."""
+    if not _key_store().revoke(key_id):
+        raise click.ClickException(f"no active key {key_id}")
+    click.echo(f"revoked {key_id}")
+
+
+@main.command()
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def serve(tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Serve the API with a multi-worker WSGI server (granian)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    settings = load_settings()
+    server.serve(settings, tls_cert=tls_cert, tls_key=tls_key)
 
 
 def run() -> None:

@@ -7,7 +7,7 @@ the storage layer raises what the API answers without knowing about HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class TokensvcError(Exception):
@@ -83,12 +83,13 @@ class UnsupportedInBackend(TokensvcError):
 
 class BackendUnavailable(TokensvcError):
     slug, status, title = "backend-unavailable", 503, "Backend unavailable"
+    retry_after = 2
 
 
-class SchemaOutOfDate(TokensvcError):
+class SchemaOutOfDate(BackendUnavailable):
     """The database schema is not at the migrations' head (MySQL is not auto-migrated)."""
 
-    slug, status, title = "backend-unavailable", 503, "Database schema out of date"
+    title = "Database schema out of date"
 
 
 class UnsupportedVersion(NotAcceptable):
@@ -112,3 +113,28 @@ PROBLEM_TYPES: tuple[type[TokensvcError], ...] = (
     UnsupportedInBackend,
     BackendUnavailable,
 )
+
+
+def problem(error: TokensvcError, *, instance: str, request_id: str) -> dict[str, Any]:
+    """The RFC 9457 body of ``error``."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{error.slug}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if isinstance(error, ValidationFailed):
+        body["errors"] = [
+            {"field": name, "detail": why} for name, why in sorted(error.errors.items())
+        ]
+    return body
+
+
+def error_for_slug(slug: str) -> type[TokensvcError]:
+    """The exception class of a problem type (the client raises these)."""
+    for error in PROBLEM_TYPES:
+        if error.slug == slug:
+            return error
+    return TokensvcError

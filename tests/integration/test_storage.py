@@ -22,7 +22,7 @@ def store(engine: Engine) -> DatabaseStore:
 
 def make_instance(store: DatabaseStore, compute_host: str = "compute-1") -> Instance:
     instance = Instance(uuid=str(uuid.uuid4()), host=compute_host)
-    assert store.put_instance(instance) is True
+    assert store.put_instance(instance).created is True
     return instance
 
 
@@ -148,7 +148,7 @@ def test_delete_instance_removes_its_consoles(store, engine):
 def test_moving_an_instance_revokes_its_consoles(store):
     instance = make_instance(store)
     _, token = register(store, instance)
-    assert store.put_instance(Instance(uuid=instance.uuid, host="compute-2")) is False
+    assert store.put_instance(Instance(uuid=instance.uuid, host="compute-2")).created is False
     assert store.get_instance(instance.uuid).host == "compute-2"
     with pytest.raises(InvalidToken):
         ConsoleConnection.get_by_token(store, token)
@@ -157,7 +157,7 @@ def test_moving_an_instance_revokes_its_consoles(store):
 def test_same_host_put_keeps_consoles(store):
     instance = make_instance(store)
     _, token = register(store, instance)
-    assert store.put_instance(Instance(uuid=instance.uuid, host="compute-1")) is False
+    assert store.put_instance(Instance(uuid=instance.uuid, host="compute-1")).revoked == []
     assert ConsoleConnection.get_by_token(store, token).instance_uuid == instance.uuid
 
 

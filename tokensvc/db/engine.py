@@ -22,6 +22,8 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
+    # Statement parameters hold token hashes: keep them out of error messages and logs.
+    kwargs.setdefault("hide_parameters", True)
     url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)

@@ -93,3 +93,27 @@ class ConsoleConnectionRow(Base):
     console_type: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ServiceKeyRow(Base):
+    __tablename__ = "service_keys"
+
+    id: Mapped[str] = mapped_column(CHAR(32), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(CHAR(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # compute keys: the compute host they manage; proxy keys: optionally one proxy_id.
+    host: Mapped[str | None] = mapped_column(String(255))
+    proxy_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class InvalidationRow(Base):
+    """Outbox: cache entries still to delete, written with the revocation itself."""
+
+    __tablename__ = "invalidations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(CHAR(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

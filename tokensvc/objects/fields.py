@@ -47,8 +47,23 @@ class Field:
         """Stable text of what the field accepts, for the object fingerprint."""
         return f"{type(self).__name__}(nullable={self.nullable}, read_only={self.read_only})"
 
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema (2020-12, as OpenAPI 3.1 uses) of the wire form."""
+        schema = self._json_schema()
+        if self.nullable:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        if self.read_only:
+            schema["readOnly"] = True
+        return schema
+
+    def _json_schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
 
 class UUIDField(Field):
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "uuid"}
+
     def _coerce(self, value: Any) -> str:
         if not isinstance(value, str) or not _UUID_SHAPE.fullmatch(value):
             raise ValueError("must be a UUID like 123e4567-e89b-12d3-a456-426614174000")
@@ -71,6 +86,9 @@ class StringField(Field):
     def describe(self) -> str:
         return f"{super().describe()}[{self.min_length}..{self.max_length}]"
 
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+
 
 class IntegerField(Field):
     def __init__(self, *, minimum: int, maximum: int, **kwargs: Any) -> None:
@@ -88,8 +106,14 @@ class IntegerField(Field):
     def describe(self) -> str:
         return f"{super().describe()}[{self.minimum}..{self.maximum}]"
 
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+
 
 class BooleanField(Field):
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
     def _coerce(self, value: Any) -> bool:
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
@@ -109,6 +133,9 @@ class EnumField(Field):
     def describe(self) -> str:
         return f"{super().describe()}{list(self.choices)}"
 
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
+
 
 class HexField(Field):
     """Lowercase hex of a fixed length: SHA-256 hashes and lease ids."""
@@ -126,6 +153,9 @@ class HexField(Field):
     def describe(self) -> str:
         return f"{super().describe()}[{self.length}]"
 
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^[0-9a-f]{{{self.length}}}$"}
+
 
 class DateTimeField(Field):
     """Aware UTC datetimes at whole seconds; RFC 3339 ``...Z`` strings on the wire."""
@@ -140,6 +170,9 @@ class DateTimeField(Field):
 
     def to_primitive(self, value: Any) -> Any:
         return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "format": "date-time"}
 
 
 def parse_rfc3339(text: str) -> dt.datetime:
@@ -180,6 +213,10 @@ class ScalarDictField(Field):
     def describe(self) -> str:
         return f"{super().describe()}[{self.max_bytes}]"
 
+    def _json_schema(self) -> dict[str, Any]:
+        scalar = {"type": ["string", "number", "boolean", "null"]}
+        return {"type": "object", "additionalProperties": scalar}
+
 
 class ObjectField(Field):
     """A nested versioned object, named so the registry resolves it lazily."""
@@ -207,3 +244,6 @@ class ObjectField(Field):
 
     def describe(self) -> str:
         return f"{super().describe()}<{self.object_name}>"
+
+    def _json_schema(self) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{self.object_name}"}

@@ -1,4 +1,10 @@
-"""The store interface the objects talk to; caches wrap it, the database implements it."""
+"""The store interface the objects and the API talk to.
+
+The database store implements it; the Redis cache-aside store wraps the
+database store and implements it too, so callers never know which they have.
+Methods that revoke tokens return the revoked hashes, which the database store
+has also written to the ``invalidations`` outbox in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,42 @@ from typing import NamedTuple, Protocol
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.instance import Instance
 
+# What validate leaves out: connect is the authority on who holds the port.
+VALIDATE_EXCLUDES = ("token_hash", "connected", "lease")
+
 
 class PurgeResult(NamedTuple):
     deleted: int
     batches: int
 
 
+class InstanceWrite(NamedTuple):
+    created: bool
+    revoked: list[str]  # token hashes revoked because the instance moved
+
+
+class ValidConsole(NamedTuple):
+    """A live console as validate answers it: its type and its primitive as JSON."""
+
+    console_type: str
+    connection_json: bytes
+
+
 class TokenStore(Protocol):
-    def put_instance(self, instance: Instance) -> bool:
-        """Create or update; True when created. Moving to another host revokes its consoles."""
+    def put_instance(self, instance: Instance) -> InstanceWrite:
+        """Create or update. Moving to another compute host revokes its consoles."""
 
     def get_instance(self, uuid: str) -> Instance:
         """The instance, or :class:`~tokensvc.errors.NotFound`."""
 
-    def delete_instance(self, uuid: str) -> None:
-        """Delete with its consoles, or :class:`~tokensvc.errors.NotFound`."""
+    def delete_instance(self, uuid: str) -> list[str]:
+        """Delete with its consoles (NotFound if unknown); the revoked hashes."""
 
-    def save_console(self, connection: ConsoleConnection) -> None:
-        """Insert, or replace the token of the same (instance, host, port)."""
+    def save_console(self, connection: ConsoleConnection) -> str | None:
+        """Insert, or replace the token of the same (instance, host, port): the old hash."""
+
+    def lookup(self, token_hash: str) -> ValidConsole | None:
+        """The hot path: the live (unexpired) console of a token hash, or None."""
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
         """The console holding this token hash, expired or not."""
@@ -38,8 +62,8 @@ class TokenStore(Protocol):
     def revoke_token(self, token_hash: str) -> bool:
         """Delete the console of this token; False if there was none."""
 
-    def revoke_all(self, instance_uuid: str) -> int:
-        """Delete every console of the instance; how many."""
+    def revoke_all(self, instance_uuid: str) -> list[str]:
+        """Delete every console of the instance; the revoked hashes."""
 
     def purge_expired(self, compute_host: str, batch_size: int) -> PurgeResult:
         """Delete expired consoles of one compute host, ``batch_size`` rows a transaction."""

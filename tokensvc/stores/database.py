@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
@@ -11,10 +13,11 @@ from tokensvc.db.models import Base
 from tokensvc.errors import NotFound
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
-from tokensvc.stores.base import PurgeResult
+from tokensvc.stores.base import VALIDATE_EXCLUDES, InstanceWrite, PurgeResult, ValidConsole
 
 instances = Base.metadata.tables["instances"]
 consoles = Base.metadata.tables["console_connections"]
+invalidations = Base.metadata.tables["invalidations"]
 
 # Columns a console object is read from (everything but bookkeeping).
 _CONSOLE_COLUMNS = (
@@ -38,14 +41,40 @@ def _console_from_row(row: RowMapping) -> ConsoleConnection:
     return connection
 
 
-class DatabaseStore:
-    """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core."""
+def valid_console(connection: ConsoleConnection) -> ValidConsole:
+    """What validate answers for a live console (SPEC: without connected and lease)."""
+    primitive = connection.to_primitive(exclude=VALIDATE_EXCLUDES)
+    return ValidConsole(
+        connection.console_type, json.dumps(primitive, separators=(",", ":")).encode()
+    )
 
-    def __init__(self, engine: Engine) -> None:
+
+class DatabaseStore:
+    """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core.
+
+    With ``outbox`` on (a cache tier is in front), every revocation also writes
+    its token hashes to ``invalidations`` in the same transaction.
+    """
+
+    def __init__(self, engine: Engine, *, outbox: bool = False) -> None:
         self.engine = engine
+        self.outbox = outbox
+
+    def _revoked(self, conn: Connection, token_hashes: Sequence[str | None]) -> list[str]:
+        revoked = [h for h in token_hashes if h is not None]
+        if self.outbox and revoked:
+            now = utcnow()
+            conn.execute(
+                invalidations.insert(), [{"token_hash": h, "created_at": now} for h in revoked]
+            )
+        return revoked
+
+    def _hashes_of(self, conn: Connection, instance_uuid: str) -> list[str | None]:
+        query = sa.select(consoles.c.token_hash).where(consoles.c.instance_uuid == instance_uuid)
+        return list(conn.execute(query.with_for_update()).scalars())
 
     # -- instances --------------------------------------------------------------
-    def put_instance(self, instance: Instance) -> bool:
+    def put_instance(self, instance: Instance) -> InstanceWrite:
         now = utcnow()
         with self.engine.begin() as conn:
             current = self._lock_instance(conn, instance.uuid)
@@ -56,9 +85,11 @@ class DatabaseStore:
                     )
                 )
                 instance.created_at = now
-                return True
+                return InstanceWrite(created=True, revoked=[])
+            revoked: list[str] = []
             if current["host"] != instance.host:
                 # The consoles point at the old host: revoke rather than mislead.
+                revoked = self._revoked(conn, self._hashes_of(conn, instance.uuid))
                 conn.execute(consoles.delete().where(consoles.c.instance_uuid == instance.uuid))
                 conn.execute(
                     instances.update()
@@ -66,7 +97,7 @@ class DatabaseStore:
                     .values(host=instance.host, updated_at=now)
                 )
             instance.created_at = current["created_at"]
-            return False
+            return InstanceWrite(created=False, revoked=revoked)
 
     def get_instance(self, uuid: str) -> Instance:
         with self.engine.connect() as conn:
@@ -79,12 +110,15 @@ class DatabaseStore:
             raise NotFound(f"instance {uuid} not found")
         return Instance(**row._mapping)
 
-    def delete_instance(self, uuid: str) -> None:
+    def delete_instance(self, uuid: str) -> list[str]:
         with self.engine.begin() as conn:
+            if self._lock_instance(conn, uuid) is None:
+                raise NotFound(f"instance {uuid} not found")
+            revoked = self._revoked(conn, self._hashes_of(conn, uuid))
             # Explicit, so the result does not depend on the FK cascade being enforced.
             conn.execute(consoles.delete().where(consoles.c.instance_uuid == uuid))
-            if conn.execute(instances.delete().where(instances.c.uuid == uuid)).rowcount == 0:
-                raise NotFound(f"instance {uuid} not found")
+            conn.execute(instances.delete().where(instances.c.uuid == uuid))
+        return revoked
 
     @staticmethod
     def _lock_instance(conn: Connection, uuid: str) -> RowMapping | None:
@@ -92,7 +126,7 @@ class DatabaseStore:
         return conn.execute(query.with_for_update()).mappings().first()
 
     # -- consoles ---------------------------------------------------------------
-    def save_console(self, connection: ConsoleConnection) -> None:
+    def save_console(self, connection: ConsoleConnection) -> str | None:
         now = utcnow()
         values = {
             "token_hash": connection.token_hash,
@@ -112,15 +146,24 @@ class DatabaseStore:
             if instance is None:
                 raise NotFound(f"instance {connection.instance_uuid} not found")
             values["compute_host"] = instance["host"]
-            replaced = conn.execute(
-                consoles.update()
-                .where(*(consoles.c[name] == value for name, value in key.items()))
-                .values(**values)
-            ).rowcount
-            if not replaced:
+            same_port = [consoles.c[name] == value for name, value in key.items()]
+            old_hash = conn.execute(
+                sa.select(consoles.c.token_hash).where(*same_port).with_for_update()
+            ).first()
+            if old_hash is None:
                 conn.execute(consoles.insert().values(**key, **values, created_at=now))
+            else:
+                conn.execute(consoles.update().where(*same_port).values(**values))
+                self._revoked(conn, [old_hash.token_hash])
         connection.connected = False
         connection.obj_reset_changes()
+        return None if old_hash is None else old_hash.token_hash
+
+    def lookup(self, token_hash: str) -> ValidConsole | None:
+        found = self.get_by_token_hash(token_hash)
+        if found is None or found.is_expired():
+            return None
+        return valid_console(found)
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
         with self.engine.connect() as conn:
@@ -158,19 +201,32 @@ class DatabaseStore:
                     updated_at=utcnow(),
                 )
             )
+            if result.rowcount == 1:
+                self._revoked(conn, [old_hash])
         return result.rowcount == 1
 
     def revoke_token(self, token_hash: str) -> bool:
         with self.engine.begin() as conn:
             result = conn.execute(consoles.delete().where(consoles.c.token_hash == token_hash))
+            if result.rowcount == 1:
+                self._revoked(conn, [token_hash])
         return result.rowcount == 1
 
-    def revoke_all(self, instance_uuid: str) -> int:
+    def revoke_all(self, instance_uuid: str) -> list[str]:
         with self.engine.begin() as conn:
-            result = conn.execute(
-                consoles.delete().where(consoles.c.instance_uuid == instance_uuid)
-            )
-        return result.rowcount
+            revoked = self._revoked(conn, self._hashes_of(conn, instance_uuid))
+            conn.execute(consoles.delete().where(consoles.c.instance_uuid == instance_uuid))
+        return revoked
+
+    # -- invalidations outbox -----------------------------------------------------------
+    def pending_invalidations(self, limit: int = 1000) -> list[str]:
+        with self.engine.connect() as conn:
+            query = sa.select(invalidations.c.token_hash).order_by(invalidations.c.id).limit(limit)
+            return list(conn.execute(query).scalars())
+
+    def clear_invalidations(self, token_hashes: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(invalidations.delete().where(invalidations.c.token_hash.in_(token_hashes)))
 
     def purge_expired(
         self, compute_host: str, batch_size: int, now: dt.datetime | None = None

@@ -1,0 +1,65 @@
+"""Consoles: registered by compute hosts, listed and revoked per instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from tokensvc.api import schemas
+from tokensvc.api.routing import ApiBlueprint, Call
+from tokensvc.api.views import access_url_with_token, managed_instance, render_connection
+from tokensvc.objects.console import ConsoleConnection
+from tokensvc.objects.fields import DateTimeField
+
+bp = ApiBlueprint("consoles", __name__)
+MANAGERS = ("compute", "admin")
+_DATETIME = DateTimeField()
+
+
+@bp.operation(
+    "/v1/consoles",
+    "POST",
+    summary="Register a console; the same instance, host and port again rotates its token",
+    roles=MANAGERS,
+    body=lambda services: schemas.register_body(services.settings.max_token_ttl),
+    responses={201: "Registered"},
+)
+def register(call: Call) -> tuple[dict[str, Any], int]:
+    fields = dict(call.body)
+    ttl = fields.pop("ttl", call.services.settings.token_ttl)
+    managed_instance(call, fields["instance_uuid"])
+    connection = ConsoleConnection(**fields)
+    token = connection.create(call.services.store, ttl=ttl)
+    return {
+        "token": token,
+        "access_url": access_url_with_token(connection.access_url, token),
+        "expires_at": _DATETIME.to_primitive(connection.expires),
+        "connection": render_connection(call, connection),
+    }, 201
+
+
+@bp.operation(
+    "/v1/instances/<uuid>/consoles",
+    "GET",
+    summary="List the consoles of an instance (never tokens or their hashes)",
+    roles=MANAGERS,
+    responses={200: "ConnectionList"},
+)
+def list_consoles(call: Call, uuid: str) -> dict[str, Any]:
+    instance = managed_instance(call, uuid)
+    listed = ConsoleConnection.list_by_instance(call.services.store, instance.uuid)
+    return {"connections": [render_connection(call, c) for c in listed]}
+
+
+@bp.operation(
+    "/v1/instances/<uuid>/consoles",
+    "DELETE",
+    summary="Revoke every console token of an instance",
+    roles=MANAGERS,
+    responses={204: ""},
+)
+def revoke_all(call: Call, uuid: str) -> Response:
+    instance = managed_instance(call, uuid)
+    call.services.store.revoke_all(instance.uuid)
+    return Response(status=204)

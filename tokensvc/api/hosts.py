@@ -1,0 +1,24 @@
+"""Per compute host operations: purge its expired consoles now."""
+
+from __future__ import annotations
+
+from tokensvc.api.routing import ApiBlueprint, Call
+from tokensvc.auth import require_host
+from tokensvc.objects.console import ConsoleConnection
+
+bp = ApiBlueprint("hosts", __name__)
+
+
+@bp.operation(
+    "/v1/hosts/<host>/consoles/expired",
+    "DELETE",
+    summary="Delete the expired consoles of a compute host now, in batches",
+    roles=("compute", "admin"),
+    responses={200: "PurgeResult"},
+)
+def purge_expired(call: Call, host: str) -> dict[str, int]:
+    assert call.key is not None
+    require_host(call.key, host)
+    batch = call.services.settings.purge_batch
+    result = ConsoleConnection.purge_expired(call.services.store, host, batch)
+    return {"deleted": result.deleted, "batches": result.batches}

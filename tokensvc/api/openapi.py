@@ -1,0 +1,134 @@
+"""``/openapi.json``: generated from the declared operations, bodies and object fields."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+
+from tokensvc import __version__
+from tokensvc.api.routing import ApiBlueprint, Operation
+from tokensvc.api.schemas import Body
+from tokensvc.api.views import HIDDEN
+from tokensvc.errors import PROBLEM_TYPES
+from tokensvc.objects.base import registered_objects
+from tokensvc.services import Services
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _primitive_schema(name: str) -> dict[str, Any]:
+    cls = registered_objects()[name]
+    data = {n: f.json_schema() for n, f in cls.fields.items() if n not in HIDDEN}
+    return {
+        "type": "object",
+        "description": f"{name} primitive; versions {', '.join(cls.VERSIONS)}",
+        "properties": {
+            "object": {"const": name},
+            "version": {"enum": list(cls.VERSIONS)},
+            "data": {"type": "object", "properties": data},
+        },
+        "required": ["object", "version", "data"],
+    }
+
+
+_RESPONSES: dict[str, dict[str, Any]] = {
+    "Registered": {
+        "type": "object",
+        "properties": {
+            "token": {"type": "string", "description": "shown once"},
+            "access_url": {"type": ["string", "null"]},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "connection": _ref("ConsoleConnection"),
+        },
+    },
+    "Validated": {"type": "object", "properties": {"connection": _ref("ConsoleConnection")}},
+    "ConnectionList": {
+        "type": "object",
+        "properties": {"connections": {"type": "array", "items": _ref("ConsoleConnection")}},
+    },
+    "PurgeResult": {
+        "type": "object",
+        "properties": {"deleted": {"type": "integer"}, "batches": {"type": "integer"}},
+    },
+    "Health": {"type": "object", "properties": {"status": {"const": "ok"}}},
+    "Readiness": {
+        "type": "object",
+        "properties": {
+            "database": {"enum": ["ok", "down"]},
+            "redis": {"enum": ["ok", "down", "disabled"]},
+        },
+    },
+    "Metrics": {"type": "string", "description": "Prometheus text format"},
+    "OpenAPI": {"type": "object"},
+    "Problem": {
+        "type": "object",
+        "properties": {
+            "type": {"enum": sorted({f"/problems/{p.slug}" for p in PROBLEM_TYPES})},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "request_id": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+
+def _operation(op: Operation, services: Services) -> dict[str, Any]:
+    problem = {"application/problem+json": {"schema": _ref("Problem")}}
+    responses: dict[str, Any] = {
+        str(status): {"description": name or "No content"}
+        | ({"content": {"application/json": {"schema": _ref(name)}}} if name else {})
+        for status, name in op.responses.items()
+    }
+    responses["default"] = {"description": "Problem (RFC 9457)", "content": problem}
+    spec: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    if op.roles:
+        spec["security"] = [{"serviceKey": []}]
+        spec["description"] = f"Roles: {', '.join(op.roles)}"
+    if op.body is not None:
+        body = op.body if isinstance(op.body, Body) else op.body(services)
+        content = {"application/json": {"schema": _ref(body.name)}}
+        spec["requestBody"] = {"required": bool(body.required), "content": content}
+    params = re.findall(r"<(\w+)>", op.rule)
+    if params:
+        spec["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
+    return spec
+
+
+def build_openapi(app: Flask, services: Services) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    bodies: dict[str, Any] = {}
+    for blueprint in app.blueprints.values():
+        if not isinstance(blueprint, ApiBlueprint):
+            continue
+        for op in blueprint.operations:
+            path = re.sub(r"<(\w+)>", r"{\1}", op.rule)
+            paths.setdefault(path, {})[op.method.lower()] = _operation(op, services)
+            if op.body is not None:
+                body = op.body if isinstance(op.body, Body) else op.body(services)
+                bodies[body.name] = body.json_schema()
+    schemas = {name: _primitive_schema(name) for name in registered_objects()}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "tokensvc", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": schemas | _RESPONSES | bodies,
+            "securitySchemes": {"serviceKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,73 @@
+"""Request bodies: declared once from typed fields, validated here, and published
+in ``/openapi.json`` from the same declarations.
+
+Console fields reuse the ConsoleConnection object's own field definitions, so the
+API, the objects and the documentation cannot disagree on what a port is.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from tokensvc.errors import ValidationFailed
+from tokensvc.objects.console import ConsoleConnection
+from tokensvc.objects.fields import Field, IntegerField, StringField
+from tokensvc.objects.instance import Instance
+
+
+class Body:
+    """A JSON object body: typed fields, which are required, nothing else allowed."""
+
+    def __init__(self, name: str, fields: Mapping[str, Field], required: tuple[str, ...]) -> None:
+        self.name = name
+        self.fields = dict(fields)
+        self.required = required
+
+    def parse(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Every bad, missing or unknown field is reported in one ValidationFailed."""
+        errors = {name: "is required" for name in self.required if name not in data}
+        parsed: dict[str, Any] = {}
+        for name, value in data.items():
+            field = self.fields.get(name)
+            if field is None:
+                errors[name] = "unknown field"
+                continue
+            try:
+                parsed[name] = field.coerce(value)
+            except ValueError as exc:
+                errors[name] = str(exc)
+        if errors:
+            raise ValidationFailed(errors)
+        return parsed
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {name: field.json_schema() for name, field in self.fields.items()},
+            "required": list(self.required),
+            "additionalProperties": False,
+        }
+
+
+def _console_fields(*names: str) -> dict[str, Field]:
+    return {name: ConsoleConnection.fields[name] for name in names}
+
+
+# Malformed tokens are answered as invalid-token (404), never as a 422 that
+# would tell a prober which strings are well-formed: accept any string here.
+_TOKEN = StringField(min_length=0, max_length=16384)
+
+INSTANCE = Body("InstancePut", {"host": Instance.fields["host"]}, ("host",))
+TOKEN = Body("TokenBody", {"token": _TOKEN}, ("token",))
+VALIDATE = Body("ValidateBody", {"token": _TOKEN} | _console_fields("console_type"), ("token",))
+
+
+@functools.lru_cache(maxsize=4)
+def register_body(max_ttl: int) -> Body:
+    fields = _console_fields(
+        "instance_uuid", "host", "port", "console_type", "access_url", "options"
+    )
+    fields["ttl"] = IntegerField(minimum=1, maximum=max_ttl)
+    return Body("RegisterConsole", fields, ("instance_uuid", "host", "port", "console_type"))

@@ -1,0 +1,105 @@
+"""The app factory: settings, services, blueprints, problem+json errors."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from tokensvc.api import consoles, hosts, instances, ops, tokens
+from tokensvc.api.routing import MAX_BODY
+from tokensvc.config import Settings
+from tokensvc.errors import (
+    BackendUnavailable,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TokensvcError,
+    UnsupportedMediaType,
+    problem,
+)
+from tokensvc.services import Services
+
+log = logging.getLogger("tokensvc.api")
+
+BLUEPRINTS = (instances.bp, consoles.bp, tokens.bp, hosts.bp, ops.bp)
+_HTTP_ERRORS: dict[int, type[TokensvcError]] = {
+    400: BadRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def create_app(config: Settings | None = None) -> Flask:
+    settings = config if config is not None else Settings.from_env()
+    app = Flask("tokensvc")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    services = Services.build(settings)
+    app.extensions["tokensvc"] = services
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    _register_error_handlers(app)
+    _register_request_hooks(app, services)
+    return app
+
+
+def problem_response(error: TokensvcError) -> Response:
+    request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+    response = jsonify(problem(error, instance=request.path, request_id=request_id))
+    response.status_code = error.status
+    response.mimetype = "application/problem+json"
+    if isinstance(error, BackendUnavailable):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(TokensvcError)
+    def service_error(error: TokensvcError) -> Response:
+        return problem_response(error)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_down(error: Exception) -> Response:
+        log.warning("database unavailable: %s", type(error).__name__)
+        return problem_response(BackendUnavailable("the database is unavailable, retry later"))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        kind = _HTTP_ERRORS.get(error.code or 500, TokensvcError)
+        response = problem_response(kind(error.description if kind is BadRequest else None))
+        allow = dict(error.get_headers()).get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        # Logged with its traceback under the request id; the caller sees neither trace nor text.
+        log.exception("unexpected error (request %s)", g.get("request_id"))
+        return problem_response(TokensvcError("unexpected error; quote the request_id"))
+
+
+def _register_request_hooks(app: Flask, services: Services) -> None:
+    latency = services.metrics.request_latency
+
+    @app.before_request
+    def start() -> None:
+        g.request_id = uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        elapsed = time.perf_counter() - g.started
+        latency.labels(route, request.method, str(response.status_code)).observe(elapsed)
+        response.headers["X-Request-Id"] = g.request_id
+        return response

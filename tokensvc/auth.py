@@ -1,0 +1,96 @@
+"""Service keys: generation, hashing, the cached key check, and role checks.
+
+Key checks are cached in-process for ``KEY_CACHE_TTL`` seconds (bounded, so
+a revocation takes effect within that bound). While the database is
+unreachable, the last known answer serves for up to ``KEY_CACHE_STALE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from tokensvc.db.service_keys import ServiceKey, ServiceKeyStore
+from tokensvc.errors import BackendUnavailable, Forbidden, Unauthorized
+from tokensvc.objects.console import utcnow
+
+KEY_PREFIX = "tsk_"
+_KEY_SHAPE = re.compile(r"tsk_[A-Za-z0-9_-]{43}")
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def bearer_key(authorization: str | None) -> str:
+    """The key of an ``Authorization: Bearer`` header, shape-checked before any I/O."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not _KEY_SHAPE.fullmatch(key.strip()):
+        raise Unauthorized("a service key is required: Authorization: Bearer <key>")
+    return key.strip()
+
+
+class KeyAuthenticator:
+    def __init__(
+        self,
+        keys: ServiceKeyStore,
+        *,
+        ttl: float,
+        stale: float,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = keys
+        self.ttl = ttl
+        self.stale = stale
+        self.max_entries = max_entries
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[ServiceKey | None, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def authenticate(self, key: str) -> ServiceKey:
+        found = self._lookup(hash_key(key))
+        if found is None or not found.usable(utcnow()):
+            raise Unauthorized("unknown, expired or revoked service key")
+        return found
+
+    def _lookup(self, key_hash: str) -> ServiceKey | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(key_hash)
+        if cached is not None and now - cached[1] < self.ttl:
+            return cached[0]
+        try:
+            found = self.keys.find(key_hash)
+        except SQLAlchemyError:
+            if cached is not None and now - cached[1] < self.stale:
+                return cached[0]
+            raise BackendUnavailable("database unavailable to check the service key") from None
+        with self._lock:
+            self._cache[key_hash] = (found, now)
+            self._cache.move_to_end(key_hash)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return found
+
+
+def require_role(key: ServiceKey, roles: tuple[str, ...]) -> None:
+    if key.role not in roles:
+        raise Forbidden(f"this route needs the {' or '.join(roles)} role, not {key.role}")
+
+
+def require_host(key: ServiceKey, compute_host: str) -> None:
+    """Compute keys act only on instances of their own compute host."""
+    if key.role == "compute" and key.host != compute_host:
+        raise Forbidden("this compute key may not act on instances of another compute host")

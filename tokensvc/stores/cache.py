@@ -1,0 +1,80 @@
+"""The cache tier's Redis operations: the plain GET of the hot path and the guarded writes.
+
+One key per token hash (see :mod:`tokensvc.stores.keys`) holds either a
+console entry, a short negative entry, or a tombstone left by a revocation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from tokensvc.stores import keys
+
+NEGATIVE = b"!"
+TOMBSTONE = b"~"
+
+# Refuses to overwrite a tombstone, and refuses a value whose database read
+# started more than a tombstone lifetime ago (by Redis's own clock), since its
+# tombstone may already have expired.
+_FILL = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[4] then return 0 end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if now_ms - tonumber(ARGV[3]) > tonumber(ARGV[5]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+def make_client(url: str, timeout: float) -> redis.Redis:
+    """A client that fails fast: short timeouts and no retries (the breaker decides)."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+        lib_name=None,
+        lib_version=None,
+    )
+
+
+class RedisCache:
+    def __init__(self, client: redis.Redis, *, negative_ttl: int, tombstone_ttl: int) -> None:
+        self.client = client
+        self.negative_ttl = negative_ttl
+        self.tombstone_ttl_ms = tombstone_ttl * 1000
+        self._fill = client.register_script(_FILL)
+
+    def get(self, token_hash: str) -> bytes | None:
+        value = self.client.get(keys.console_key(token_hash))
+        assert value is None or isinstance(value, bytes)  # decode_responses is off
+        return value
+
+    def server_time_ms(self) -> int:
+        seconds, micros = self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def fill(self, token_hash: str, value: bytes, ttl_ms: int, read_at_ms: int) -> bool:
+        """Write an entry read from the database at ``read_at_ms`` (Redis time)."""
+        args: list[bytes | int] = [value, ttl_ms, read_at_ms, TOMBSTONE, self.tombstone_ttl_ms]
+        return bool(self._fill(keys=[keys.console_key(token_hash)], args=args))
+
+    def set_negative(self, token_hash: str) -> None:
+        # NX: never over a fresher console entry or a tombstone.
+        self.client.set(keys.console_key(token_hash), NEGATIVE, ex=self.negative_ttl, nx=True)
+
+    def tombstone(self, token_hashes: Sequence[str]) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        for token_hash in token_hashes:
+            pipeline.set(keys.console_key(token_hash), TOMBSTONE, px=self.tombstone_ttl_ms)
+        pipeline.execute()
+
+    def ping(self) -> None:
+        self.client.ping()

@@ -1,0 +1,195 @@
+"""Redis cache-aside in front of the database store (SPEC section 3).
+
+Writes commit to the database first, then touch Redis; a Redis failure never
+fails a write the database accepted. Revocations leave tombstones and clear
+their outbox rows only once Redis has taken them. Validate on a hit is one
+plain GET; on a miss, one indexed SQL lookup, then a guarded fill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import redis
+
+from tokensvc.objects.console import ConsoleConnection, utcnow
+from tokensvc.objects.instance import Instance
+from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.breaker import CircuitBreaker
+from tokensvc.stores.cache import NEGATIVE, TOMBSTONE, RedisCache
+from tokensvc.stores.database import DatabaseStore, valid_console
+
+log = logging.getLogger(__name__)
+
+
+class CacheEvents(Protocol):
+    """What the cache tells its observer (the app's metrics)."""
+
+    def lookup(self, result: str) -> None:
+        """``hit``, ``miss`` (then filled from the database) or ``database`` (breaker open)."""
+
+    def cache_error(self) -> None: ...
+
+
+def encode_entry(console: ValidConsole) -> bytes:
+    return console.console_type.encode() + b"\n" + console.connection_json
+
+
+def decode_entry(value: bytes) -> ValidConsole | None:
+    if value in (NEGATIVE, TOMBSTONE):
+        return None
+    console_type, _, connection_json = value.partition(b"\n")
+    return ValidConsole(console_type.decode(), connection_json)
+
+
+class CachedStore:
+    """:class:`~tokensvc.stores.base.TokenStore`: Redis in front of a DatabaseStore."""
+
+    def __init__(
+        self,
+        database: DatabaseStore,
+        cache: RedisCache,
+        *,
+        max_ttl: int,
+        breaker_reset: float,
+        events: CacheEvents,
+    ) -> None:
+        self.database = database
+        self.cache = cache
+        self.max_ttl_ms = max_ttl * 1000
+        self.breaker = CircuitBreaker(breaker_reset, self._recover)
+        self.events = events
+        # Test seam: runs between a miss's database read and its fill.
+        self.before_fill: Callable[[], None] = lambda: None
+
+    # -- the hot path -------------------------------------------------------------------
+    def lookup(self, token_hash: str) -> ValidConsole | None:
+        if self.breaker.available():
+            try:
+                value = self.cache.get(token_hash)
+            except redis.RedisError:
+                self._cache_failed()
+            else:
+                if value is not None:
+                    self.events.lookup("hit")
+                    return decode_entry(value)
+                self.events.lookup("miss")
+                return self._fill_from_database(token_hash)
+        self.events.lookup("database")
+        return self.database.lookup(token_hash)
+
+    def _fill_from_database(self, token_hash: str) -> ValidConsole | None:
+        try:
+            read_at = self.cache.server_time_ms()
+        except redis.RedisError:
+            self._cache_failed()
+            return self.database.lookup(token_hash)
+        found = self.database.get_by_token_hash(token_hash)
+        live = None if found is None or found.is_expired() else found
+        self.before_fill()
+        if live is None:
+            self._guarded(lambda: self.cache.set_negative(token_hash))
+            return None
+        self._guarded(lambda: self._write(live, read_at))
+        return valid_console(live)
+
+    def _write(self, connection: ConsoleConnection, read_at: int | None = None) -> None:
+        """Fill or warm; the script refuses to overwrite a tombstone or to write a stale read."""
+        assert connection.token_hash is not None
+        ttl_ms = self._ttl_ms(connection.expires)
+        if ttl_ms <= 0:
+            return
+        if read_at is None:  # a warm right after a commit: the read is "now"
+            read_at = self.cache.server_time_ms()
+        entry = encode_entry(valid_console(connection))
+        self.cache.fill(connection.token_hash, entry, ttl_ms, read_at)
+
+    def _ttl_ms(self, expires: dt.datetime | None) -> int:
+        if expires is None:
+            return self.max_ttl_ms
+        left = int((expires - utcnow()).total_seconds() * 1000)
+        return min(left, self.max_ttl_ms)
+
+    # -- cache maintenance ----------------------------------------------------------------
+    def _guarded(self, operation: Callable[[], object]) -> bool:
+        if not self.breaker.available():
+            return False
+        try:
+            operation()
+        except redis.RedisError:
+            self._cache_failed()
+            return False
+        return True
+
+    def _cache_failed(self) -> None:
+        log.warning("cache unavailable; using the database for %.1fs", self.breaker.reset_after)
+        self.breaker.trip()
+        self.events.cache_error()
+
+    def _warm(self, connection: ConsoleConnection) -> None:
+        self._guarded(lambda: self._write(connection))
+
+    def _invalidate(self, token_hashes: Sequence[str]) -> None:
+        """Tombstone, then clear the outbox rows; what Redis refused stays for the retry job."""
+        if token_hashes and self._guarded(lambda: self.cache.tombstone(token_hashes)):
+            self.database.clear_invalidations(token_hashes)
+
+    def _recover(self) -> None:
+        """The half-open probe: apply every pending invalidation before trusting the cache."""
+        self.cache.ping()
+        while pending := self.database.pending_invalidations():
+            self.cache.tombstone(pending)
+            self.database.clear_invalidations(pending)
+
+    # -- writes: database first, then the cache ---------------------------------------------
+    def put_instance(self, instance: Instance) -> InstanceWrite:
+        written = self.database.put_instance(instance)
+        self._invalidate(written.revoked)
+        return written
+
+    def delete_instance(self, uuid: str) -> list[str]:
+        revoked = self.database.delete_instance(uuid)
+        self._invalidate(revoked)
+        return revoked
+
+    def save_console(self, connection: ConsoleConnection) -> str | None:
+        replaced = self.database.save_console(connection)
+        if replaced is not None:
+            self._invalidate([replaced])
+        self._warm(connection)
+        return replaced
+
+    def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
+        if not self.database.rotate_token(old_hash, connection):
+            return False
+        self._invalidate([old_hash])
+        self._warm(connection)
+        return True
+
+    def revoke_token(self, token_hash: str) -> bool:
+        if not self.database.revoke_token(token_hash):
+            return False
+        self._invalidate([token_hash])
+        return True
+
+    def revoke_all(self, instance_uuid: str) -> list[str]:
+        revoked = self.database.revoke_all(instance_uuid)
+        self._invalidate(revoked)
+        return revoked
+
+    # -- reads that the cache does not serve -------------------------------------------------
+    def get_instance(self, uuid: str) -> Instance:
+        return self.database.get_instance(uuid)
+
+    def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
+        return self.database.get_by_token_hash(token_hash)
+
+    def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
+        return self.database.list_by_instance(instance_uuid)
+
+    def purge_expired(self, compute_host: str, batch_size: int) -> PurgeResult:
+        # Expired entries need no invalidation: their cache TTL ends at expiry.
+        return self.database.purge_expired(compute_host, batch_size)
