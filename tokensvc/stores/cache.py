@@ -40,8 +40,6 @@ def make_client(url: str, timeout: float) -> redis.Redis:
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         health_check_interval=0,
-        lib_name=None,
-        lib_version=None,
     )
 
 

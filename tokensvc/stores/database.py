@@ -150,14 +150,17 @@ class DatabaseStore:
             old_hash = conn.execute(
                 sa.select(consoles.c.token_hash).where(*same_port).with_for_update()
             ).first()
+            replaced = None if old_hash is None else old_hash.token_hash
             if old_hash is None:
                 conn.execute(consoles.insert().values(**key, **values, created_at=now))
             else:
                 conn.execute(consoles.update().where(*same_port).values(**values))
-                self._revoked(conn, [old_hash.token_hash])
+            if replaced == connection.token_hash:  # saved again with its own token
+                replaced = None
+            self._revoked(conn, [replaced])
         connection.connected = False
         connection.obj_reset_changes()
-        return None if old_hash is None else old_hash.token_hash
+        return replaced
 
     def lookup(self, token_hash: str) -> ValidConsole | None:
         found = self.get_by_token_hash(token_hash)
