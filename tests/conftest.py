@@ -28,6 +28,10 @@ from tokensvc.db.models import Base
 MYSQL_SERVER_URL = os.environ.get("TOKENSVC_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 
 
+# One id per test run (shared by its xdist workers), so concurrent runs never share databases.
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+
+
 def _worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -44,7 +48,7 @@ class MariaDB:
             pytest.fail(f"MariaDB test server unreachable at {MYSQL_SERVER_URL}: {exc}")
 
     def create(self, label: str) -> str:
-        name = f"tokensvc_test_{_worker_id()}_{label}"
+        name = f"tokensvc_test_{RUN_ID}_{_worker_id()}_{label}"
         with self.server.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
             conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))

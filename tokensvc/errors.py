@@ -20,6 +20,8 @@ class TokensvcError(Exception):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+        # The problem document, when this error was read from an answer (the client).
+        self.problem: dict[str, Any] | None = None
 
 
 class InvalidToken(TokensvcError):

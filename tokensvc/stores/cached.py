@@ -15,7 +15,7 @@ from typing import Protocol
 
 import redis
 
-from tokensvc.objects.console import ConsoleConnection, utcnow
+from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.instance import Instance
 from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.breaker import CircuitBreaker
@@ -110,7 +110,8 @@ class CachedStore:
     def _ttl_ms(self, expires: dt.datetime | None) -> int:
         if expires is None:
             return self.max_ttl_ms
-        left = int((expires - utcnow()).total_seconds() * 1000)
+        # The precise clock: utcnow() drops microseconds and would outlive the expiry.
+        left = int((expires - dt.datetime.now(dt.UTC)).total_seconds() * 1000)
         return min(left, self.max_ttl_ms)
 
     # -- cache maintenance ----------------------------------------------------------------
