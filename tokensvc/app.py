@@ -10,7 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from tokensvc.api import consoles, hosts, instances, ops, tokens
+from tokensvc.api import consoles, hosts, instances, leases, ops, tokens
 from tokensvc.api.routing import MAX_BODY
 from tokensvc.config import Settings
 from tokensvc.errors import (
@@ -27,7 +27,7 @@ from tokensvc.services import Services
 
 log = logging.getLogger("tokensvc.api")
 
-BLUEPRINTS = (instances.bp, consoles.bp, tokens.bp, hosts.bp, ops.bp)
+BLUEPRINTS = (instances.bp, consoles.bp, tokens.bp, leases.bp, hosts.bp, ops.bp)
 _HTTP_ERRORS: dict[int, type[TokensvcError]] = {
     400: BadRequest,
     404: NotFound,

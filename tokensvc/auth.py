@@ -94,3 +94,9 @@ def require_host(key: ServiceKey, compute_host: str) -> None:
     """Compute keys act only on instances of their own compute host."""
     if key.role == "compute" and key.host != compute_host:
         raise Forbidden("this compute key may not act on instances of another compute host")
+
+
+def require_proxy(key: ServiceKey, proxy_id: str) -> None:
+    """A proxy key bound to one proxy id acts only as that proxy."""
+    if key.role == "proxy" and key.proxy_id is not None and key.proxy_id != proxy_id:
+        raise Forbidden("this proxy key is bound to another proxy id")

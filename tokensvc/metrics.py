@@ -37,6 +37,12 @@ class Metrics:
         self.cache_errors = Counter(
             "tokensvc_cache_errors", "Redis errors that opened the breaker", registry=self.registry
         )
+        self.sessions = Counter(
+            "tokensvc_sessions",
+            "Console sessions: connect, refused (port busy), disconnect, forced",
+            ["event"],
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "tokensvc_request_duration_seconds",
             "Request latency by route",

@@ -16,6 +16,7 @@ from tokensvc.stores.base import TokenStore
 from tokensvc.stores.cache import RedisCache, make_client
 from tokensvc.stores.cached import CachedStore
 from tokensvc.stores.database import DatabaseStore
+from tokensvc.stores.leases import LeaseStore
 
 # A tombstone must outlive any fill that read the database before the revoke.
 TOMBSTONE_TTL = 60
@@ -44,6 +45,7 @@ class Services:
     keys: ServiceKeyStore
     authenticator: KeyAuthenticator
     metrics: Metrics
+    leases: LeaseStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -75,4 +77,5 @@ class Services:
             keys, ttl=settings.key_cache_ttl, stale=settings.key_cache_stale
         )
         store: TokenStore = cached if cached is not None else database
-        return cls(settings, engine, database, store, cached, keys, authenticator, metrics)
+        leases = LeaseStore(engine, lease_ttl=settings.lease_ttl)
+        return cls(settings, engine, database, store, cached, keys, authenticator, metrics, leases)

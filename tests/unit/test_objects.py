@@ -10,14 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokensvc.errors import UnsupportedVersion, ValidationFailed
-from tokensvc.objects import CONSOLE_TYPES, ConsoleConnection, Instance
+from tokensvc.objects import CLOSE_REASONS, CONSOLE_TYPES, ConsoleConnection, ConsoleLease, Instance
 from tokensvc.objects.base import fingerprint, registered_objects
 from tokensvc.objects.fields import IntegerField
 
 # Changing a field changes its fingerprint: bump VERSION (with a changelog line
 # and a backport in obj_make_compatible), then update the hash here.
 EXPECTED_FINGERPRINTS = {
-    "ConsoleConnection": "1.1-3dbf81a62ad4168484853bd2175943cf",
+    "ConsoleConnection": "1.2-05582c089e078ce07f61fff151108290",
+    "ConsoleLease": "1.0-e404bbf8dd8e2dd9565963f82d428b7f",
     "Instance": "1.0-30b54ed661acb77b94e4d30b817f6c01",
 }
 
@@ -29,10 +30,11 @@ def test_fingerprints_match_versions():
 
 def test_fingerprint_changes_with_a_field():
     before = ConsoleConnection.obj_fingerprint()
-    assert fingerprint("1.1", ConsoleConnection.fields) == before
+    version = ConsoleConnection.VERSION
+    assert fingerprint(version, ConsoleConnection.fields) == before
     fewer = {k: v for k, v in ConsoleConnection.fields.items() if k != "options"}
     wider = ConsoleConnection.fields | {"port": IntegerField(minimum=0, maximum=65535)}
-    assert len({before, fingerprint("1.1", fewer), fingerprint("1.1", wider)}) == 3
+    assert len({before, fingerprint(version, fewer), fingerprint(version, wider)}) == 3
 
 
 datetimes = st.datetimes(
@@ -47,6 +49,15 @@ scalars = st.one_of(
 )
 hosts = st.text(string.ascii_letters + string.digits + ".-:", min_size=1, max_size=255)
 
+leases = st.builds(
+    ConsoleLease,
+    id=st.text("0123456789abcdef", min_size=32, max_size=32),
+    proxy_id=hosts,
+    client=st.one_of(st.none(), hosts),
+    since=datetimes,
+    expires=datetimes,
+    close_reason=st.one_of(st.none(), st.sampled_from(CLOSE_REASONS)),
+)
 connections = st.builds(
     ConsoleConnection,
     instance_uuid=st.uuids().map(str),
@@ -58,7 +69,10 @@ connections = st.builds(
     expires=st.one_of(st.none(), datetimes),
     console_type=st.sampled_from(CONSOLE_TYPES),
     connected=st.booleans(),
+    lease=st.one_of(st.none(), leases),
 )
+# What each backport drops.
+DROPPED = {"1.0": {"console_type", "connected", "lease"}, "1.1": {"lease"}, "1.2": set()}
 instances = st.builds(Instance, uuid=st.uuids().map(str), host=hosts, created_at=datetimes)
 
 
@@ -68,9 +82,8 @@ def test_console_round_trips_through_every_version(connection):
         primitive = connection.to_primitive(version)
         assert primitive["object"] == "ConsoleConnection" and primitive["version"] == version
         back = ConsoleConnection.from_primitive(primitive)
-        dropped = {"console_type", "connected"} if version == "1.0" else set()
         for name in ConsoleConnection.fields:
-            if name in dropped:
+            if name in DROPPED[version]:
                 assert not back.obj_attr_is_set(name)
             else:
                 assert getattr(back, name) == getattr(connection, name)

@@ -9,6 +9,7 @@ from flask import Response
 from tokensvc.api import schemas
 from tokensvc.api.routing import ApiBlueprint, Call
 from tokensvc.api.views import access_url_with_token, managed_instance, render_connection
+from tokensvc.errors import Forbidden, ValidationFailed
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import DateTimeField
 
@@ -20,7 +21,8 @@ _DATETIME = DateTimeField()
 @bp.operation(
     "/v1/consoles",
     "POST",
-    summary="Register a console; the same instance, host and port again rotates its token",
+    summary="Register a console (port, or the next free of ports); the same port again "
+    "rotates its token",
     roles=MANAGERS,
     body=lambda services: schemas.register_body(services.settings.max_token_ttl),
     responses={201: "Registered"},
@@ -28,9 +30,15 @@ _DATETIME = DateTimeField()
 def register(call: Call) -> tuple[dict[str, Any], int]:
     fields = dict(call.body)
     ttl = fields.pop("ttl", call.services.settings.token_ttl)
+    ports, force = fields.pop("ports", []), fields.pop("force", False)
+    if ("port" in fields) == bool(ports):
+        raise ValidationFailed({"port": "give either port or ports"})
+    assert call.key is not None
+    if force and call.key.role != "admin":
+        raise Forbidden("force (taking over a port in use) needs an admin key")
     managed_instance(call, fields["instance_uuid"])
     connection = ConsoleConnection(**fields)
-    token = connection.create(call.services.store, ttl=ttl)
+    token = connection.create(call.services.store, ttl=ttl, ports=ports, force=force)
     return {
         "token": token,
         "access_url": access_url_with_token(connection.access_url, token),

@@ -46,6 +46,27 @@ _RESPONSES: dict[str, dict[str, Any]] = {
         },
     },
     "Validated": {"type": "object", "properties": {"connection": _ref("ConsoleConnection")}},
+    "Connected": {
+        "type": "object",
+        "properties": {"connection": _ref("ConsoleConnection"), "lease": _ref("ConsoleLease")},
+    },
+    "LeaseList": {
+        "type": "object",
+        "properties": {"leases": {"type": "array", "items": _ref("ConsoleLease")}},
+    },
+    "Heartbeat": {
+        "type": "object",
+        "properties": {
+            "renewed": {"type": "integer"},
+            "close": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"lease_id": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+    },
     "ConnectionList": {
         "type": "object",
         "properties": {"connections": {"type": "array", "items": _ref("ConsoleConnection")}},

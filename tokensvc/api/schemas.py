@@ -13,8 +13,9 @@ from typing import Any
 
 from tokensvc.errors import ValidationFailed
 from tokensvc.objects.console import ConsoleConnection
-from tokensvc.objects.fields import Field, IntegerField, StringField
+from tokensvc.objects.fields import BooleanField, Field, IntegerField, ListField, StringField
 from tokensvc.objects.instance import Instance
+from tokensvc.objects.lease import ConsoleLease
 
 
 class Body:
@@ -69,5 +70,16 @@ def register_body(max_ttl: int) -> Body:
     fields = _console_fields(
         "instance_uuid", "host", "port", "console_type", "access_url", "options"
     )
+    fields["ports"] = ListField(fields["port"])
     fields["ttl"] = IntegerField(minimum=1, maximum=max_ttl)
-    return Body("RegisterConsole", fields, ("instance_uuid", "host", "port", "console_type"))
+    fields["force"] = BooleanField()
+    # port or ports: exactly one, checked by the view (a body cannot say "one of").
+    return Body("RegisterConsole", fields, ("instance_uuid", "host", "console_type"))
+
+
+CONNECT = Body(
+    "ConnectBody",
+    {"token": _TOKEN, "proxy_id": ConsoleLease.fields["proxy_id"]}
+    | {"client": ConsoleLease.fields["client"]},
+    ("token", "proxy_id"),
+)

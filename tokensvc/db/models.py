@@ -117,3 +117,20 @@ class InvalidationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(CHAR(64), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class LeaseRow(Base):
+    """Who holds a console port. No FK to the console: a lease outlives the revocation
+    of its token until the proxy has closed the session."""
+
+    __tablename__ = "console_leases"
+
+    instance_uuid: Mapped[str] = mapped_column(CHAR(36), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(CHAR(32), unique=True)
+    proxy_id: Mapped[str] = mapped_column(String(255), index=True)
+    client: Mapped[str | None] = mapped_column(String(255))
+    since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    close_reason: Mapped[str | None] = mapped_column(String(32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tokensvc import tokens
@@ -16,12 +17,14 @@ from tokensvc.objects.fields import (
     HexField,
     IntegerField,
     JSONScalar,
+    ObjectField,
     ScalarDictField,
     StringField,
     UUIDField,
 )
 
 if TYPE_CHECKING:
+    from tokensvc.objects.lease import ConsoleLease
     from tokensvc.stores.base import PurgeResult, TokenStore
 
 CONSOLE_TYPES = ("novnc", "spice-html5", "serial", "mks", "rdp", "webmks")
@@ -36,8 +39,9 @@ def utcnow() -> dt.datetime:
 class ConsoleConnection(VersionedObject):
     # Version 1.0: instance_uuid, host, port, token_hash, access_url, options, expires
     # Version 1.1: added console_type and the read-only connected
-    VERSION = "1.1"
-    VERSIONS = ("1.0", "1.1")
+    # Version 1.2: added the read-only lease (who holds the port)
+    VERSION = "1.2"
+    VERSIONS = ("1.0", "1.1", "1.2")
 
     fields: ClassVar[dict[str, Field]] = {
         "instance_uuid": UUIDField(),
@@ -49,6 +53,7 @@ class ConsoleConnection(VersionedObject):
         "expires": DateTimeField(nullable=True),
         "console_type": EnumField(CONSOLE_TYPES),
         "connected": BooleanField(read_only=True),
+        "lease": ObjectField("ConsoleLease", nullable=True, read_only=True),
     }
 
     instance_uuid: str
@@ -60,22 +65,32 @@ class ConsoleConnection(VersionedObject):
     expires: dt.datetime | None
     console_type: str
     connected: bool
+    lease: ConsoleLease | None
 
     def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
+        if version_tuple(target_version) < (1, 2):
+            primitive.pop("lease", None)
         if version_tuple(target_version) < (1, 1):
             primitive.pop("console_type", None)
             primitive.pop("connected", None)
 
     # -- methods that make the object useful -----------------------------------
-    def create(self, store: TokenStore, ttl: int) -> str:
-        """Persist with a fresh token; the clear token is returned once, never stored."""
+    def create(
+        self, store: TokenStore, ttl: int, *, ports: Sequence[int] = (), force: bool = False
+    ) -> str:
+        """Persist with a fresh token; the clear token is returned once, never stored.
+
+        With ``ports`` the store picks the port (the next free one) and sets it here.
+        """
+        if ports:
+            self.port = ports[0]  # a placeholder the store replaces with its choice
         self.obj_require(REGISTER_FIELDS)
         if not self.obj_attr_is_set("options"):
             self.options = {}
         if not self.obj_attr_is_set("access_url"):
             self.access_url = None
         token = self._new_token(ttl)
-        store.save_console(self)
+        store.save_console(self, ports=ports, force=force)
         return token
 
     def rotate(self, store: TokenStore, ttl: int) -> str:

@@ -247,3 +247,37 @@ class ObjectField(Field):
 
     def _json_schema(self) -> dict[str, Any]:
         return {"$ref": f"#/components/schemas/{self.object_name}"}
+
+
+class ListField(Field):
+    """A JSON array of ``item`` values, ``1..max_items`` long, without repeats."""
+
+    def __init__(self, item: Field, *, max_items: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.item = item
+        self.max_items = max_items
+
+    def _coerce(self, value: Any) -> list[Any]:
+        if not isinstance(value, list) or not 1 <= len(value) <= self.max_items:
+            raise ValueError(f"must be a list of 1 to {self.max_items} items")
+        items = []
+        for index, item in enumerate(value):
+            try:
+                items.append(self.item.coerce(item))
+            except ValueError as exc:
+                raise ValueError(f"item {index} {exc}") from None
+        if len(set(items)) != len(items):
+            raise ValueError("must not repeat an item")
+        return items
+
+    def describe(self) -> str:
+        return f"{super().describe()}[{self.item.describe()}x{self.max_items}]"
+
+    def _json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": self.item.json_schema(),
+            "minItems": 1,
+            "maxItems": self.max_items,
+            "uniqueItems": True,
+        }

@@ -8,6 +8,7 @@ has also written to the ``invalidations`` outbox in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from tokensvc.objects.console import ConsoleConnection
@@ -44,8 +45,14 @@ class TokenStore(Protocol):
     def delete_instance(self, uuid: str) -> list[str]:
         """Delete with its consoles (NotFound if unknown); the revoked hashes."""
 
-    def save_console(self, connection: ConsoleConnection) -> str | None:
-        """Insert, or replace the token of the same (instance, host, port): the old hash."""
+    def save_console(
+        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+    ) -> str | None:
+        """Insert, or replace the token of the same (instance, host, port): the old hash.
+
+        With ``ports``, the port is chosen first (a free one; PortsExhausted if none).
+        A port with a live lease is AlreadyConnected unless ``force``.
+        """
 
     def lookup(self, token_hash: str) -> ValidConsole | None:
         """The hot path: the live (unexpired) console of a token hash, or None."""

@@ -156,8 +156,10 @@ class CachedStore:
         self._invalidate(revoked)
         return revoked
 
-    def save_console(self, connection: ConsoleConnection) -> str | None:
-        replaced = self.database.save_console(connection)
+    def save_console(
+        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+    ) -> str | None:
+        replaced = self.database.save_console(connection, ports=ports, force=force)
         if replaced is not None:
             self._invalidate([replaced])
         self._warm(connection)

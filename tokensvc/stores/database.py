@@ -1,4 +1,9 @@
-"""The database store: the source of truth. All SQL of the service lives here."""
+"""The database store: the source of truth for instances and consoles (all their SQL).
+
+Every revocation, in one transaction: delete the consoles, write their token
+hashes to the ``invalidations`` outbox (when a cache is in front), and mark
+the leases on those ports for closing.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
 
 from tokensvc.db.models import Base
-from tokensvc.errors import NotFound
+from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
+from tokensvc.objects.lease import ConsoleLease
 from tokensvc.stores.base import VALIDATE_EXCLUDES, InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.leases import close_leases, live_leases
 
 instances = Base.metadata.tables["instances"]
 consoles = Base.metadata.tables["console_connections"]
@@ -32,11 +39,11 @@ _CONSOLE_COLUMNS = (
 )
 
 
-def _console_from_row(row: RowMapping) -> ConsoleConnection:
+def _console_from_row(row: RowMapping, lease: ConsoleLease | None = None) -> ConsoleConnection:
     values = dict(row)
     if values["console_type"] is None:
         del values["console_type"]
-    connection = ConsoleConnection(**values, connected=False)
+    connection = ConsoleConnection(**values, connected=lease is not None, lease=lease)
     connection.obj_reset_changes()
     return connection
 
@@ -44,80 +51,39 @@ def _console_from_row(row: RowMapping) -> ConsoleConnection:
 def valid_console(connection: ConsoleConnection) -> ValidConsole:
     """What validate answers for a live console (SPEC: without connected and lease)."""
     primitive = connection.to_primitive(exclude=VALIDATE_EXCLUDES)
-    return ValidConsole(
-        connection.console_type, json.dumps(primitive, separators=(",", ":")).encode()
-    )
+    encoded = json.dumps(primitive, separators=(",", ":")).encode()
+    return ValidConsole(connection.console_type, encoded)
+
+
+def _same_port(instance_uuid: str, host: str, port: int) -> list[sa.ColumnElement[bool]]:
+    return [
+        consoles.c.instance_uuid == instance_uuid,
+        consoles.c.host == host,
+        consoles.c.port == port,
+    ]
 
 
 class DatabaseStore:
-    """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core.
-
-    With ``outbox`` on (a cache tier is in front), every revocation also writes
-    its token hashes to ``invalidations`` in the same transaction.
-    """
+    """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core."""
 
     def __init__(self, engine: Engine, *, outbox: bool = False) -> None:
         self.engine = engine
         self.outbox = outbox
 
+    # -- revocation, in the caller's transaction ------------------------------------------
     def _revoked(self, conn: Connection, token_hashes: Sequence[str | None]) -> list[str]:
         revoked = [h for h in token_hashes if h is not None]
         if self.outbox and revoked:
-            now = utcnow()
-            conn.execute(
-                invalidations.insert(), [{"token_hash": h, "created_at": now} for h in revoked]
-            )
+            rows = [{"token_hash": h, "created_at": utcnow()} for h in revoked]
+            conn.execute(invalidations.insert(), rows)
         return revoked
 
-    def _hashes_of(self, conn: Connection, instance_uuid: str) -> list[str | None]:
-        query = sa.select(consoles.c.token_hash).where(consoles.c.instance_uuid == instance_uuid)
-        return list(conn.execute(query.with_for_update()).scalars())
-
-    # -- instances --------------------------------------------------------------
-    def put_instance(self, instance: Instance) -> InstanceWrite:
-        now = utcnow()
-        with self.engine.begin() as conn:
-            current = self._lock_instance(conn, instance.uuid)
-            if current is None:
-                conn.execute(
-                    instances.insert().values(
-                        uuid=instance.uuid, host=instance.host, created_at=now, updated_at=now
-                    )
-                )
-                instance.created_at = now
-                return InstanceWrite(created=True, revoked=[])
-            revoked: list[str] = []
-            if current["host"] != instance.host:
-                # The consoles point at the old host: revoke rather than mislead.
-                revoked = self._revoked(conn, self._hashes_of(conn, instance.uuid))
-                conn.execute(consoles.delete().where(consoles.c.instance_uuid == instance.uuid))
-                conn.execute(
-                    instances.update()
-                    .where(instances.c.uuid == instance.uuid)
-                    .values(host=instance.host, updated_at=now)
-                )
-            instance.created_at = current["created_at"]
-            return InstanceWrite(created=False, revoked=revoked)
-
-    def get_instance(self, uuid: str) -> Instance:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(instances.c.uuid, instances.c.host, instances.c.created_at).where(
-                    instances.c.uuid == uuid
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"instance {uuid} not found")
-        return Instance(**row._mapping)
-
-    def delete_instance(self, uuid: str) -> list[str]:
-        with self.engine.begin() as conn:
-            if self._lock_instance(conn, uuid) is None:
-                raise NotFound(f"instance {uuid} not found")
-            revoked = self._revoked(conn, self._hashes_of(conn, uuid))
-            # Explicit, so the result does not depend on the FK cascade being enforced.
-            conn.execute(consoles.delete().where(consoles.c.instance_uuid == uuid))
-            conn.execute(instances.delete().where(instances.c.uuid == uuid))
+    def _revoke_instance(self, conn: Connection, uuid: str, reason: str) -> list[str]:
+        mine = consoles.c.instance_uuid == uuid
+        hashes = conn.execute(sa.select(consoles.c.token_hash).where(mine).with_for_update())
+        revoked = self._revoked(conn, list(hashes.scalars()))
+        conn.execute(consoles.delete().where(mine))
+        close_leases(conn, reason, uuid)
         return revoked
 
     @staticmethod
@@ -125,42 +91,127 @@ class DatabaseStore:
         query = sa.select(instances.c.host, instances.c.created_at).where(instances.c.uuid == uuid)
         return conn.execute(query.with_for_update()).mappings().first()
 
-    # -- consoles ---------------------------------------------------------------
-    def save_console(self, connection: ConsoleConnection) -> str | None:
+    # -- instances --------------------------------------------------------------------------
+    def put_instance(self, instance: Instance) -> InstanceWrite:
         now = utcnow()
+        with self.engine.begin() as conn:
+            current = self._lock_instance(conn, instance.uuid)
+            if current is None:
+                row = {"uuid": instance.uuid, "host": instance.host}
+                conn.execute(instances.insert().values(**row, created_at=now, updated_at=now))
+                instance.created_at = now
+                return InstanceWrite(created=True, revoked=[])
+            instance.created_at = current["created_at"]
+            if current["host"] == instance.host:
+                return InstanceWrite(created=False, revoked=[])
+            # The consoles point at the old host: revoke rather than mislead.
+            revoked = self._revoke_instance(conn, instance.uuid, "instance-moved")
+            conn.execute(
+                instances.update()
+                .where(instances.c.uuid == instance.uuid)
+                .values(host=instance.host, updated_at=now)
+            )
+            return InstanceWrite(created=False, revoked=revoked)
+
+    def get_instance(self, uuid: str) -> Instance:
+        with self.engine.connect() as conn:
+            columns = (instances.c.uuid, instances.c.host, instances.c.created_at)
+            row = conn.execute(sa.select(*columns).where(instances.c.uuid == uuid)).mappings()
+            found = row.first()
+        if found is None:
+            raise NotFound(f"instance {uuid} not found")
+        return Instance(**found)
+
+    def delete_instance(self, uuid: str) -> list[str]:
+        with self.engine.begin() as conn:
+            if self._lock_instance(conn, uuid) is None:
+                raise NotFound(f"instance {uuid} not found")
+            # Explicit, so the result does not depend on the FK cascade being enforced.
+            revoked = self._revoke_instance(conn, uuid, "instance-deleted")
+            conn.execute(instances.delete().where(instances.c.uuid == uuid))
+        return revoked
+
+    # -- consoles ---------------------------------------------------------------------------
+    def save_console(
+        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+    ) -> str | None:
+        """Insert, or give the same port a new token; with ``ports``, pick the port first.
+
+        The instance row lock serialises registrations of one instance, so two of
+        them never pick the same port.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            instance = self._lock_instance(conn, connection.instance_uuid)
+            if instance is None:
+                raise NotFound(f"instance {connection.instance_uuid} not found")
+            held = live_leases(conn, connection.instance_uuid)
+            if ports:
+                connection.port = self._free_port(conn, connection, ports, held)
+            elif (connection.host, connection.port) in held and not force:
+                raise AlreadyConnected(
+                    f"port {connection.port} has a user; an admin may take it with force: true"
+                )
+            replaced = self._upsert(conn, connection, instance["host"], now)
+            self._revoked(conn, [replaced])
+            if replaced is not None:
+                at = (connection.host, connection.port)
+                close_leases(conn, "rotated", connection.instance_uuid, at)
+        connection.obj_set({"connected": False, "lease": None})
+        connection.obj_reset_changes()
+        return replaced
+
+    @staticmethod
+    def _upsert(
+        conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
+    ) -> str | None:
+        """Write the row; the token hash it replaced (None if new or the same token)."""
+        key = _same_port(connection.instance_uuid, connection.host, connection.port)
         values = {
             "token_hash": connection.token_hash,
             "access_url": connection.access_url,
             "options": connection.options,
             "expires": connection.expires,
             "console_type": connection.console_type,
+            "compute_host": compute_host,
             "updated_at": now,
         }
-        key = {
-            "instance_uuid": connection.instance_uuid,
-            "host": connection.host,
-            "port": connection.port,
+        old = conn.execute(sa.select(consoles.c.token_hash).where(*key).with_for_update()).first()
+        if old is None:
+            columns = {"instance_uuid": connection.instance_uuid, "host": connection.host}
+            conn.execute(
+                consoles.insert().values(**columns, port=connection.port, **values, created_at=now)
+            )
+            return None
+        conn.execute(consoles.update().where(*key).values(**values))
+        return None if old.token_hash == connection.token_hash else old.token_hash
+
+    @staticmethod
+    def _free_port(
+        conn: Connection,
+        connection: ConsoleConnection,
+        ports: Sequence[int],
+        held: dict[tuple[str, int], ConsoleLease],
+    ) -> int:
+        """A port with no lease and no live token; else the unheld one whose token is oldest."""
+        free = [p for p in dict.fromkeys(ports) if (connection.host, p) not in held]
+        if not free:
+            raise PortsExhausted(
+                f"no more ports available: all {len(set(ports))} console ports are in use"
+            )
+        rows = conn.execute(
+            sa.select(consoles.c.port, consoles.c.expires, consoles.c.updated_at).where(
+                consoles.c.instance_uuid == connection.instance_uuid,
+                consoles.c.host == connection.host,
+                consoles.c.port.in_(free),
+            )
+        ).all()
+        now = utcnow()
+        live = {
+            row.port: row.updated_at for row in rows if row.expires is None or row.expires > now
         }
-        with self.engine.begin() as conn:
-            instance = self._lock_instance(conn, connection.instance_uuid)
-            if instance is None:
-                raise NotFound(f"instance {connection.instance_uuid} not found")
-            values["compute_host"] = instance["host"]
-            same_port = [consoles.c[name] == value for name, value in key.items()]
-            old_hash = conn.execute(
-                sa.select(consoles.c.token_hash).where(*same_port).with_for_update()
-            ).first()
-            replaced = None if old_hash is None else old_hash.token_hash
-            if old_hash is None:
-                conn.execute(consoles.insert().values(**key, **values, created_at=now))
-            else:
-                conn.execute(consoles.update().where(*same_port).values(**values))
-            if replaced == connection.token_hash:  # saved again with its own token
-                replaced = None
-            self._revoked(conn, [replaced])
-        connection.connected = False
-        connection.obj_reset_changes()
-        return replaced
+        unused = [p for p in free if p not in live]
+        return unused[0] if unused else min(free, key=lambda p: live[p])
 
     def lookup(self, token_hash: str) -> ValidConsole | None:
         found = self.get_by_token_hash(token_hash)
@@ -169,29 +220,23 @@ class DatabaseStore:
         return valid_console(found)
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
+        query = sa.select(*_CONSOLE_COLUMNS).where(consoles.c.token_hash == token_hash)
         with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.select(*_CONSOLE_COLUMNS).where(consoles.c.token_hash == token_hash)
-                )
-                .mappings()
-                .first()
-            )
+            row = conn.execute(query).mappings().first()
         return None if row is None else _console_from_row(row)
 
     def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
         with self.engine.connect() as conn:
-            known = conn.execute(
-                sa.select(instances.c.uuid).where(instances.c.uuid == instance_uuid)
-            ).first()
-            if known is None:
+            known = sa.select(instances.c.uuid).where(instances.c.uuid == instance_uuid)
+            if conn.execute(known).first() is None:
                 raise NotFound(f"instance {instance_uuid} not found")
+            held = live_leases(conn, instance_uuid)
             rows = conn.execute(
                 sa.select(*_CONSOLE_COLUMNS)
                 .where(consoles.c.instance_uuid == instance_uuid)
                 .order_by(consoles.c.host, consoles.c.port)
             ).mappings()
-            return [_console_from_row(row) for row in rows]
+            return [_console_from_row(r, held.get((r["host"], r["port"]))) for r in rows]
 
     def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
         with self.engine.begin() as conn:
@@ -204,24 +249,29 @@ class DatabaseStore:
                     updated_at=utcnow(),
                 )
             )
-            if result.rowcount == 1:
-                self._revoked(conn, [old_hash])
-        return result.rowcount == 1
+            if result.rowcount != 1:
+                return False
+            self._revoked(conn, [old_hash])
+            at = (connection.host, connection.port)
+            close_leases(conn, "rotated", connection.instance_uuid, at)
+        return True
 
     def revoke_token(self, token_hash: str) -> bool:
         with self.engine.begin() as conn:
-            result = conn.execute(consoles.delete().where(consoles.c.token_hash == token_hash))
-            if result.rowcount == 1:
-                self._revoked(conn, [token_hash])
-        return result.rowcount == 1
+            query = sa.select(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
+            found = conn.execute(query.where(consoles.c.token_hash == token_hash)).first()
+            if found is None:
+                return False
+            conn.execute(consoles.delete().where(consoles.c.token_hash == token_hash))
+            self._revoked(conn, [token_hash])
+            close_leases(conn, "revoked", found.instance_uuid, (found.host, found.port))
+        return True
 
     def revoke_all(self, instance_uuid: str) -> list[str]:
         with self.engine.begin() as conn:
-            revoked = self._revoked(conn, self._hashes_of(conn, instance_uuid))
-            conn.execute(consoles.delete().where(consoles.c.instance_uuid == instance_uuid))
-        return revoked
+            return self._revoke_instance(conn, instance_uuid, "revoked")
 
-    # -- invalidations outbox -----------------------------------------------------------
+    # -- invalidations outbox ---------------------------------------------------------------
     def pending_invalidations(self, limit: int = 1000) -> list[str]:
         with self.engine.connect() as conn:
             query = sa.select(invalidations.c.token_hash).order_by(invalidations.c.id).limit(limit)
@@ -234,7 +284,7 @@ class DatabaseStore:
     def purge_expired(
         self, compute_host: str, batch_size: int, now: dt.datetime | None = None
     ) -> PurgeResult:
-        """Delete in short transactions so no batch holds locks for long."""
+        """Delete in short transactions so no batch holds locks for long. Leases stay."""
         cutoff = now or utcnow()
         key = sa.tuple_(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
         expired = (

@@ -1,0 +1,186 @@
+"""Console leases: who holds which console port, across processes and machines.
+
+The lease row's primary key (instance, host, port) decides: taking a port is
+one conditional UPDATE (a lapsed lease is taken over) or one INSERT that the
+key refuses when someone holds it. No Python lock is involved, so any number
+of API processes on any number of machines agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from tokensvc.db.models import Base
+from tokensvc.objects.console import utcnow
+from tokensvc.objects.lease import ConsoleLease
+
+leases = Base.metadata.tables["console_leases"]
+consoles = Base.metadata.tables["console_connections"]
+instances = Base.metadata.tables["instances"]
+
+_LEASE_COLUMNS = (
+    leases.c.id,
+    leases.c.proxy_id,
+    leases.c.client,
+    leases.c.since,
+    leases.c.expires,
+    leases.c.close_reason,
+)
+_KEY_COLUMNS = (leases.c.instance_uuid, leases.c.host, leases.c.port)
+
+
+class ConsoleKey(NamedTuple):
+    instance_uuid: str
+    host: str
+    port: int
+
+
+class LeaseRecord(NamedTuple):
+    lease: ConsoleLease
+    console: ConsoleKey
+
+
+def lease_from_row(row: RowMapping) -> ConsoleLease:
+    return ConsoleLease(**{c.name: row[c.name] for c in _LEASE_COLUMNS})
+
+
+def _record(row: RowMapping) -> LeaseRecord:
+    return LeaseRecord(lease_from_row(row), ConsoleKey(*(row[c.name] for c in _KEY_COLUMNS)))
+
+
+def _at(console: ConsoleKey) -> list[sa.ColumnElement[bool]]:
+    return [column == value for column, value in zip(_KEY_COLUMNS, console, strict=True)]
+
+
+# -- used inside the token store's transactions ----------------------------------------------
+def close_leases(
+    conn: Connection, reason: str, instance_uuid: str, at: tuple[str, int] | None = None
+) -> None:
+    """Ask the proxies to close the sessions on these consoles (the next heartbeat tells them)."""
+    where = [leases.c.instance_uuid == instance_uuid, leases.c.close_reason.is_(None)]
+    if at is not None:
+        where += [leases.c.host == at[0], leases.c.port == at[1]]
+    conn.execute(leases.update().where(*where).values(close_reason=reason))
+
+
+def live_leases(conn: Connection, instance_uuid: str) -> dict[tuple[str, int], ConsoleLease]:
+    """The unlapsed leases of an instance, by (host, port)."""
+    rows = conn.execute(
+        sa.select(*_LEASE_COLUMNS, leases.c.host, leases.c.port).where(
+            leases.c.instance_uuid == instance_uuid, leases.c.expires > utcnow()
+        )
+    ).mappings()
+    return {(row["host"], row["port"]): lease_from_row(row) for row in rows}
+
+
+class LeaseStore:
+    def __init__(self, engine: Engine, *, lease_ttl: int) -> None:
+        self.engine = engine
+        self.lease_ttl = dt.timedelta(seconds=lease_ttl)
+
+    def acquire(
+        self, console: ConsoleKey, proxy_id: str, client: str | None
+    ) -> ConsoleLease | None:
+        """A new lease on the port, or None when a live lease holds it."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "proxy_id": proxy_id,
+            "client": client,
+            "since": now,
+            "expires": now + self.lease_ttl,
+            "close_reason": None,
+        }
+        with self.engine.begin() as conn:
+            lapsed = leases.update().where(*_at(console), leases.c.expires <= now)
+            taken = conn.execute(lapsed.values(**values)).rowcount == 1
+        if not taken:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(leases.insert().values(**console._asdict(), **values))
+            except IntegrityError:
+                return None
+        return ConsoleLease(**values)
+
+    def find(self, lease_id: str) -> LeaseRecord | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(*_LEASE_COLUMNS, *_KEY_COLUMNS).where(leases.c.id == lease_id)
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _record(row)
+
+    def release(self, lease_id: str, proxy_id: str | None = None) -> LeaseRecord | None:
+        """Delete the lease (of that proxy, if given); None if unknown or superseded."""
+        found = self.find(lease_id)
+        if found is None or (proxy_id is not None and found.lease.proxy_id != proxy_id):
+            return None
+        with self.engine.begin() as conn:
+            deleted = conn.execute(leases.delete().where(leases.c.id == lease_id)).rowcount
+        return found if deleted else None
+
+    def force_close(self, lease_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                leases.update()
+                .where(leases.c.id == lease_id, leases.c.close_reason.is_(None))
+                .values(close_reason="forced")
+            )
+        return result.rowcount == 1
+
+    def heartbeat(self, proxy_id: str, *, enforce_expiry: bool) -> tuple[int, list[LeaseRecord]]:
+        """Renew every lease of the proxy; the ones it must close, with their reasons."""
+        now = utcnow()
+        mine = leases.c.proxy_id == proxy_id
+        with self.engine.begin() as conn:
+            if enforce_expiry:
+                conn.execute(
+                    leases.update()
+                    .where(mine, leases.c.close_reason.is_(None), ~_console_is_live(now))
+                    .values(close_reason="expired")
+                )
+            renewed = conn.execute(
+                leases.update().where(mine).values(expires=now + self.lease_ttl)
+            ).rowcount
+            closing = conn.execute(
+                sa.select(*_LEASE_COLUMNS, *_KEY_COLUMNS).where(
+                    mine, leases.c.close_reason.is_not(None)
+                )
+            ).mappings()
+            return renewed, [_record(row) for row in closing]
+
+    def release_proxy(self, proxy_id: str) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(leases.delete().where(leases.c.proxy_id == proxy_id)).rowcount
+
+    def list(
+        self, proxy_id: str | None = None, compute_host: str | None = None
+    ) -> list[LeaseRecord]:
+        query = sa.select(*_LEASE_COLUMNS, *_KEY_COLUMNS).where(leases.c.expires > utcnow())
+        if proxy_id is not None:
+            query = query.where(leases.c.proxy_id == proxy_id)
+        if compute_host is not None:
+            on_host = sa.select(instances.c.uuid).where(instances.c.host == compute_host)
+            query = query.where(leases.c.instance_uuid.in_(on_host))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(leases.c.since)).mappings()
+            return [_record(row) for row in rows]
+
+
+def _console_is_live(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """The lease's console still exists with an unexpired token."""
+    return sa.exists().where(
+        consoles.c.instance_uuid == leases.c.instance_uuid,
+        consoles.c.host == leases.c.host,
+        consoles.c.port == leases.c.port,
+        sa.or_(consoles.c.expires.is_(None), consoles.c.expires > now),
+    )
