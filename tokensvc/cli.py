@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
 from tokensvc import server
 from tokensvc.auth import generate_key, hash_key
+from tokensvc.client import Client
 from tokensvc.config import ConfigError, Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
 from tokensvc.db.service_keys import ROLES, ServiceKeyStore
+from tokensvc.drivers.libvirt import DomainXMLError
 from tokensvc.errors import TokensvcError
-from tokensvc.objects.console import utcnow
+from tokensvc.integrations.options import ProxyOptions
+from tokensvc.objects.console import CONSOLE_TYPES, utcnow
+from tokensvc.registration import register_domain
 
 
 def load_settings() -> Settings:
@@ -134,10 +140,105 @@ def serve(tls_cert: Path | None, tls_key: Path | None) -> None:
     server.serve(settings, tls_cert=tls_cert, tls_key=tls_key)
 
 
+@main.group()
+def consoles() -> None:
+    """Consoles, as a compute host registers them."""
+
+
+@consoles.command("register")
+@click.option("--domain-xml", required=True, type=click.File("rb"), help="libvirt domain XML")
+@click.option("--instance", "instance_uuid", required=True, help="the instance UUID")
+@click.option("--host", "address", required=True, help="console address for 0.0.0.0 listens")
+@click.option("--service-url", required=True, help="base URL of tokensvc")
+@click.option("--key-file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--vnc-tls", is_flag=True, help="VNC uses TLS (set in qemu.conf, not the XML)")
+@click.option("--ttl", type=click.IntRange(min=1), help="token lifetime, seconds")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object per console")
+def consoles_register(
+    domain_xml: BinaryIO,
+    instance_uuid: str,
+    address: str,
+    service_url: str,
+    key_file: Path,
+    vnc_tls: bool,
+    ttl: int | None,
+    as_json: bool,
+) -> None:
+    """Register every console of a domain; serial ports share out the next free one."""
+    with Client.from_key_file(service_url, key_file) as client:
+        registered = register_domain(
+            client,
+            domain_xml.read(),
+            instance_uuid=instance_uuid,
+            address=address,
+            vnc_tls=vnc_tls,
+            ttl=ttl,
+        )
+    for done in registered:
+        data = done.connection
+        if as_json:
+            shown = {"console_type": data.console_type, "host": data.host, "port": data.port}
+            shown |= {"token": done.token, "access_url": done.access_url}
+            click.echo(json.dumps(shown | {"expires_at": done.expires_at.isoformat()}))
+        else:
+            where = done.access_url or f"token {done.token}"
+            click.echo(f"{data.console_type} {data.host}:{data.port} {where}")
+
+
+@main.command()
+@click.option("--listen", required=True, help="HOST:PORT to accept websocket clients on")
+@click.option("--service-url", required=True, help="base URL of tokensvc")
+@click.option("--key-file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--proxy-id", help="default: <hostname>:<listen port>, stable across restarts")
+@click.option("--console-type", type=click.Choice(CONSOLE_TYPES))
+@click.option("--allowed-origin", "allowed_origins", multiple=True, help="repeatable")
+@click.option("--web", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def proxy(
+    listen: str,
+    service_url: str,
+    key_file: Path,
+    proxy_id: str | None,
+    console_type: str | None,
+    allowed_origins: tuple[str, ...],
+    web: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    ca_file: Path | None,
+) -> None:
+    """A websockify console proxy that validates tokens and tracks sessions."""
+    from tokensvc.integrations import proxy as console_proxy
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    options = ProxyOptions(
+        listen_host=host.strip("[]"),
+        listen_port=int(port),
+        service_url=service_url,
+        key_file=key_file,
+        proxy_id=proxy_id or f"{socket.gethostname()}:{port}",
+        console_type=console_type,
+        allowed_origins=allowed_origins,
+        web=web,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        ca_file=ca_file,
+    )
+    console_proxy.run(options)
+
+
 def run() -> None:
     """Entry point that turns service errors into one line instead of a traceback."""
     try:
         main(standalone_mode=True)
     except TokensvcError as exc:
         click.echo(f"tokensvc: {exc.detail}", err=True)
+        sys.exit(1)
+    except DomainXMLError as exc:
+        click.echo(f"tokensvc: {exc}", err=True)
         sys.exit(1)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from requests.exceptions import ChunkedEncodingError
@@ -27,6 +28,7 @@ from tokensvc.errors import BackendUnavailable, TokensvcError, ValidationFailed,
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import DateTimeField
 from tokensvc.objects.instance import Instance
+from tokensvc.objects.lease import ConsoleLease
 from tokensvc.stores.base import PurgeResult
 
 PROBLEM_TYPE = "application/problem+json"
@@ -107,15 +109,21 @@ class Client:
         self,
         instance_uuid: str,
         host: str,
-        port: int,
+        port: int | None,
         console_type: str,
         *,
+        ports: Sequence[int] | None = None,
         access_url: str | None = None,
         options: dict[str, Any] | None = None,
         ttl: int | None = None,
+        force: bool | None = None,
     ) -> Registration:
-        """Register a console; the same instance, host and port again rotates its token."""
+        """Register a console on ``port``, or on the next free one of ``ports``.
+
+        The same instance, host and port again rotates its token.
+        """
         body = _given(instance_uuid=instance_uuid, host=host, port=port, console_type=console_type)
+        body |= _given(ports=None if ports is None else list(ports), force=force)
         body |= _given(access_url=access_url, options=options, ttl=ttl)
         answer = self._request("POST", "/v1/consoles", body=body)
         return Registration(
@@ -124,6 +132,36 @@ class Client:
             expires_at=_DATETIME.from_primitive(answer["expires_at"]),
             connection=ConsoleConnection.from_primitive(answer["connection"]),
         )
+
+    # -- sessions (proxies) ---------------------------------------------------------------
+    def connect(
+        self, token: str, proxy_id: str, client: str | None = None
+    ) -> tuple[ConsoleConnection, ConsoleLease]:
+        """Take the console's lease for a user (AlreadyConnected when it has one)."""
+        body = _given(token=token, proxy_id=proxy_id, client=client)
+        answer = self._request("POST", "/v1/tokens/connect", body=body)
+        connection = ConsoleConnection.from_primitive(answer["connection"])
+        return connection, ConsoleLease.from_primitive(answer["lease"])
+
+    def disconnect(self, lease_id: str) -> None:
+        self._request("POST", f"/v1/leases/{_seg(lease_id)}/disconnect")
+
+    def heartbeat(self, proxy_id: str) -> dict[str, Any]:
+        """``{"renewed": N, "close": [{"lease_id", "reason"}]}``."""
+        return self._request("POST", f"/v1/proxies/{_seg(proxy_id)}/heartbeat")
+
+    def reset_proxy(self, proxy_id: str) -> None:
+        self._request("DELETE", f"/v1/proxies/{_seg(proxy_id)}/leases")
+
+    def force_disconnect(self, lease_id: str) -> None:
+        self._request("DELETE", f"/v1/leases/{_seg(lease_id)}")
+
+    def list_leases(self, **filters: str) -> list[dict[str, Any]]:
+        """Live sessions (``proxy_id=`` / ``compute_host=`` filter them)."""
+        query = urlencode(filters)
+        answer = self._request("GET", "/v1/leases" + (f"?{query}" if query else ""))
+        leases: list[dict[str, Any]] = answer["leases"]
+        return leases
 
     def revoke_token(self, token: str) -> None:
         self._request("POST", "/v1/tokens/revoke", body={"token": token})

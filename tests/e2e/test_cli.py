@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_serve import Server
+from tests.e2e.support import Server
 from tokensvc.app import create_app
 from tokensvc.config import Settings
 from tokensvc.db import schema

@@ -3,117 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import MariaDB, RedisProcess, free_port
+from tests.conftest import MariaDB
+from tests.e2e.support import INSTANCE, Server, register
 from tokensvc import tokens
 from tokensvc.db import schema
-
-TOKENSVC = str(Path(sys.executable).with_name("tokensvc"))
-INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
-
-
-class Server:
-    """A `tokensvc serve` subprocess; its output goes to a file the tests read."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-        self.env |= env | {"TOKENSVC_BIND": f"127.0.0.1:{self.port}", "TOKENSVC_WORKERS": "2"}
-        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.cwd = cwd
-        self.log = cwd / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [TOKENSVC, *args],
-            env=self.env,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [TOKENSVC, "serve"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(20)
-
-    def post(self, path: str, key: str, body: dict[str, object]) -> requests.Response:
-        # A new connection each time, so requests spread over the worker processes.
-        return requests.post(
-            f"{self.url}{path}",
-            json=body,
-            timeout=10,
-            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
-        )
-
-    def call(self, method: str, path: str, key: str, body: object = None) -> requests.Response:
-        return requests.request(
-            method,
-            f"{self.url}{path}",
-            json=body,
-            timeout=10,
-            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
-        )
-
-
-@pytest.fixture(scope="module")
-def production(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, str]]:
-    """A two-worker server on MariaDB + Redis, and an admin and a proxy key."""
-    mariadb = MariaDB()
-    database_url = mariadb.create("serve")
-    redis_server = RedisProcess()
-    redis_server.start()
-    server = Server(
-        {"TOKENSVC_DATABASE_URL": database_url, "TOKENSVC_REDIS_URL": redis_server.url},
-        tmp_path_factory.mktemp("serve"),
-    )
-    assert server.cli("db", "upgrade").returncode == 0
-    admin = json.loads(server.cli("keys", "create", "--role", "admin", "--json").stdout)["key"]
-    proxy = json.loads(server.cli("keys", "create", "--role", "proxy", "--json").stdout)["key"]
-    server.start()
-    yield server, admin, proxy
-    server.stop()
-    redis_server.stop()
-    mariadb.drop(database_url)
-
-
-def register(server: Server, admin: str, port: int = 5900) -> str:
-    server.call("PUT", f"/v1/instances/{INSTANCE}", admin, {"host": "compute-1"})
-    body = {"instance_uuid": INSTANCE, "host": "10.2.0.9", "port": port, "console_type": "novnc"}
-    answer = server.post("/v1/consoles", admin, body)
-    assert answer.status_code == 201, answer.text
-    token: str = answer.json()["token"]
-    return token
 
 
 def validations(server: Server, proxy: str, token: str, times: int = 12) -> set[int]:

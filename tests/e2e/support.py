@@ -1,0 +1,89 @@
+"""Real `tokensvc` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import free_port
+
+INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
+
+TOKENSVC = str(Path(sys.executable).with_name("tokensvc"))
+
+
+class Server:
+    """A `tokensvc serve` subprocess; its output goes to a file the tests read."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
+        self.env |= env | {"TOKENSVC_BIND": f"127.0.0.1:{self.port}", "TOKENSVC_WORKERS": "2"}
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.cwd = cwd
+        self.log = cwd / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [TOKENSVC, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [TOKENSVC, "serve"], env=self.env, cwd=self.cwd, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise AssertionError(f"server did not start:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(20)
+
+    def post(self, path: str, key: str, body: dict[str, object]) -> requests.Response:
+        # A new connection each time, so requests spread over the worker processes.
+        return requests.post(
+            f"{self.url}{path}",
+            json=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+        )
+
+    def call(self, method: str, path: str, key: str, body: object = None) -> requests.Response:
+        return requests.request(
+            method,
+            f"{self.url}{path}",
+            json=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+        )
+
+
+def register(server: Server, admin: str, port: int = 5900) -> str:
+    server.call("PUT", f"/v1/instances/{INSTANCE}", admin, {"host": "compute-1"})
+    body = {"instance_uuid": INSTANCE, "host": "10.2.0.9", "port": port, "console_type": "novnc"}
+    answer = server.post("/v1/consoles", admin, body)
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["token"]
+    return token

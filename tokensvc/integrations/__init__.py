@@ -1,0 +1,1 @@
+"""Integrations with console proxies: websockify's token plugin and `tokensvc proxy`."""
