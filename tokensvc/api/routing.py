@@ -124,7 +124,7 @@ def read_json_object() -> dict[str, Any]:
         raise UnsupportedMediaType("send the body as application/json")
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
