@@ -9,10 +9,12 @@ import uuid
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from tokensvc.api import consoles, hosts, instances, leases, ops, tokens
 from tokensvc.api.routing import MAX_BODY
 from tokensvc.config import Settings
+from tokensvc.dashboard import make_dashboard
 from tokensvc.errors import (
     BackendUnavailable,
     BadRequest,
@@ -48,6 +50,10 @@ def create_app(config: Settings | None = None) -> Flask:
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_request_hooks(app, services)
+    if settings.queue_redis_url is not None:
+        # rq-dashboard keeps module-level state: it is an app of its own, mounted here.
+        dashboard = make_dashboard(settings.queue_redis_url, services.authenticator)
+        app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/rq": dashboard})  # type: ignore[method-assign]
     return app
 
 

@@ -23,6 +23,7 @@ from tokensvc.errors import TokensvcError
 from tokensvc.integrations.options import ProxyOptions
 from tokensvc.objects.console import CONSOLE_TYPES, utcnow
 from tokensvc.registration import register_domain
+from workers.cli import purge, scheduler, worker
 
 
 def load_settings() -> Settings:
@@ -230,6 +231,11 @@ def proxy(
         ca_file=ca_file,
     )
     console_proxy.run(options)
+
+
+# The expiry commands live with the workers; `tokensvc` carries them all.
+for _command in (worker, scheduler, purge):
+    main.add_command(_command)
 
 
 def run() -> None:

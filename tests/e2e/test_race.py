@@ -15,7 +15,7 @@ def test_fifty_concurrent_connects_one_winner(production):
     token = server.post("/v1/consoles", admin, body).json()["token"]
     start = threading.Barrier(50)
 
-    def connect(n: int) -> int:
+    def connect(n: int):
         start.wait(10)
         answer = server.post(
             "/v1/tokens/connect", proxy, {"token": token, "proxy_id": f"proxy-{n}"}

@@ -8,7 +8,7 @@ has also written to the ``invalidations`` outbox in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from tokensvc.objects.console import ConsoleConnection
@@ -72,5 +72,11 @@ class TokenStore(Protocol):
     def revoke_all(self, instance_uuid: str) -> list[str]:
         """Delete every console of the instance; the revoked hashes."""
 
-    def purge_expired(self, compute_host: str, batch_size: int) -> PurgeResult:
-        """Delete expired consoles of one compute host, ``batch_size`` rows a transaction."""
+    def purge_expired(
+        self,
+        compute_host: str,
+        batch_size: int,
+        on_batch: Callable[[list[str]], None] = ...,
+    ) -> PurgeResult:
+        """Delete expired consoles of one compute host, ``batch_size`` rows a transaction;
+        ``on_batch`` is called with the token hashes of each committed batch."""

@@ -74,5 +74,12 @@ class RedisCache:
             pipeline.set(keys.console_key(token_hash), TOMBSTONE, px=self.tombstone_ttl_ms)
         pipeline.execute()
 
+    def forget(self, token_hashes: Sequence[str]) -> None:
+        # One DEL per key: keys of different tokens live in different cluster slots.
+        pipeline = self.client.pipeline(transaction=False)
+        for token_hash in token_hashes:
+            pipeline.delete(keys.console_key(token_hash))
+        pipeline.execute()
+
     def ping(self) -> None:
         self.client.ping()

@@ -141,9 +141,16 @@ class CachedStore:
     def _recover(self) -> None:
         """The half-open probe: apply every pending invalidation before trusting the cache."""
         self.cache.ping()
+        self.flush_outbox()
+
+    def flush_outbox(self) -> int:
+        """Tombstone every pending outbox row, then clear it (raises while Redis refuses)."""
+        flushed = 0
         while pending := self.database.pending_invalidations():
             self.cache.tombstone(pending)
             self.database.clear_invalidations(pending)
+            flushed += len(pending)
+        return flushed
 
     # -- writes: database first, then the cache ---------------------------------------------
     def put_instance(self, instance: Instance) -> InstanceWrite:
@@ -193,6 +200,16 @@ class CachedStore:
     def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
         return self.database.list_by_instance(instance_uuid)
 
-    def purge_expired(self, compute_host: str, batch_size: int) -> PurgeResult:
-        # Expired entries need no invalidation: their cache TTL ends at expiry.
-        return self.database.purge_expired(compute_host, batch_size)
+    def purge_expired(
+        self,
+        compute_host: str,
+        batch_size: int,
+        on_batch: Callable[[list[str]], None] = lambda hashes: None,
+    ) -> PurgeResult:
+        def forget(token_hashes: list[str]) -> None:
+            # Their cache TTL ends at expiry anyway; this frees the memory now.
+            if token_hashes:
+                self._guarded(lambda: self.cache.forget(token_hashes))
+            on_batch(token_hashes)
+
+        return self.database.purge_expired(compute_host, batch_size, forget)

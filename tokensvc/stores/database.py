@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
@@ -281,14 +281,33 @@ class DatabaseStore:
         with self.engine.begin() as conn:
             conn.execute(invalidations.delete().where(invalidations.c.token_hash.in_(token_hashes)))
 
+    def hosts_with_expired(self) -> list[str]:
+        """Compute hosts (never console addresses) that have expired consoles."""
+        query = sa.select(consoles.c.compute_host).where(consoles.c.expires <= utcnow())
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.distinct().order_by(consoles.c.compute_host)).scalars())
+
+    def count_expired(self, compute_host: str | None = None) -> int:
+        query = sa.select(sa.func.count()).where(consoles.c.expires <= utcnow())
+        if compute_host is not None:
+            query = query.where(consoles.c.compute_host == compute_host)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query.select_from(consoles)).scalar_one())
+
     def purge_expired(
-        self, compute_host: str, batch_size: int, now: dt.datetime | None = None
+        self,
+        compute_host: str,
+        batch_size: int,
+        on_batch: Callable[[list[str]], None] = lambda hashes: None,
     ) -> PurgeResult:
-        """Delete in short transactions so no batch holds locks for long. Leases stay."""
-        cutoff = now or utcnow()
+        """Delete in short transactions so no batch holds locks for long. Leases stay.
+
+        ``on_batch`` gets each batch's token hashes once it is committed.
+        """
+        cutoff = utcnow()
         key = sa.tuple_(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
         expired = (
-            sa.select(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
+            sa.select(*key.clauses, consoles.c.token_hash)
             .where(consoles.c.compute_host == compute_host, consoles.c.expires <= cutoff)
             .order_by(consoles.c.expires)
             .limit(batch_size)
@@ -296,9 +315,11 @@ class DatabaseStore:
         deleted = batches = 0
         while True:
             with self.engine.begin() as conn:
-                keys = [tuple(row) for row in conn.execute(expired)]
-                if keys:
+                rows = conn.execute(expired).all()
+                if rows:
+                    keys = [tuple(row)[:3] for row in rows]
                     deleted += conn.execute(consoles.delete().where(key.in_(keys))).rowcount
                     batches += 1
-            if len(keys) < batch_size:
+            on_batch([row.token_hash for row in rows if row.token_hash is not None])
+            if len(rows) < batch_size:
                 return PurgeResult(deleted, batches)

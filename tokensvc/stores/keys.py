@@ -13,3 +13,8 @@ NAMESPACE = "tokensvc"
 def console_key(token_hash: str) -> str:
     """The cache entry of one token: its console, a negative entry, or a tombstone."""
     return f"{NAMESPACE}:{{{token_hash}}}:console"
+
+
+def purge_lock_key(compute_host: str, cycle: int) -> str:
+    """Held while one purge of a compute host is queued for one cycle (the queue Redis)."""
+    return f"{NAMESPACE}:purge-lock:{cycle}:{compute_host}"

@@ -158,6 +158,11 @@ class LeaseStore:
             ).mappings()
             return renewed, [_record(row) for row in closing]
 
+    def reap(self) -> int:
+        """Delete lapsed leases; how many."""
+        with self.engine.begin() as conn:
+            return conn.execute(leases.delete().where(leases.c.expires <= utcnow())).rowcount
+
     def release_proxy(self, proxy_id: str) -> int:
         with self.engine.begin() as conn:
             return conn.execute(leases.delete().where(leases.c.proxy_id == proxy_id)).rowcount

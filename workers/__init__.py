@@ -1,0 +1,1 @@
+"""Background work on RQ: per-host expiry, cache invalidation retries, the lease reaper."""

@@ -1,0 +1,65 @@
+"""`tokensvc worker`, `tokensvc scheduler` and `tokensvc purge`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from tokensvc.config import Settings
+from tokensvc.services import Services
+from workers import queues, schedule
+from workers.context import queue_connection
+
+
+def _settings() -> Settings:
+    from tokensvc.cli import load_settings  # the one place that reports bad settings
+
+    return load_settings()
+
+
+@click.command()
+@click.option("--burst", is_flag=True, help="stop when the queue is empty")
+def worker(burst: bool) -> None:
+    """Run jobs from the queue (SIGTERM: finish the current job, then stop)."""
+    queues.worker(queue_connection(_settings())).work(burst=burst)
+
+
+@click.command()
+def scheduler() -> None:
+    """Queue the periodic jobs: per-host purges, outbox retries, the lease reaper."""
+    schedule.run(_settings())
+
+
+@click.command()
+@click.option("--host", "hosts", multiple=True, help="a compute host (repeatable)")
+@click.option("--all", "every_host", is_flag=True, help="every compute host with expired rows")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
+    """Delete expired consoles now, in batches of PURGE_BATCH."""
+    if bool(hosts) == every_host:
+        raise click.UsageError("give --host H (repeatable) or --all")
+    services = Services.build(_settings())
+    database = services.database
+    targets = list(hosts) or database.hosts_with_expired()
+    started = time.monotonic()
+    deleted = batches = 0
+    show_bar = sys.stdout.isatty() and not as_json
+    total = sum(database.count_expired(host) for host in targets)
+    with click.progressbar(length=total, label="purging", hidden=not show_bar) as bar:
+        for host in targets:
+            result = services.store.purge_expired(
+                host, services.settings.purge_batch, lambda batch: bar.update(len(batch))
+            )
+            deleted, batches = deleted + result.deleted, batches + result.batches
+    elapsed = time.monotonic() - started
+    if as_json:
+        summary = {"deleted": deleted, "batches": batches, "hosts": len(targets)}
+        click.echo(json.dumps(summary | {"seconds": round(elapsed, 3)}))
+    else:
+        click.echo(
+            f"purged {deleted} expired consoles of {len(targets)} compute hosts "
+            f"in {batches} batches ({elapsed:.1f}s)"
+        )

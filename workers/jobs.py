@@ -1,0 +1,67 @@
+"""The jobs. Their arguments are ids (host names, cycle numbers), never token hashes:
+RQ logs arguments. Each is idempotent: running it twice does no harm."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from tokensvc.stores import keys
+from workers.context import context
+from workers.queues import queue
+
+
+def purge_host(compute_host: str, cycle: int) -> dict[str, int]:
+    """Delete every expired console of one compute host, batch after batch."""
+    services = context().services
+    result = services.store.purge_expired(compute_host, services.settings.purge_batch)
+    return {"deleted": result.deleted, "batches": result.batches, "cycle": cycle}
+
+
+def purge_job_timeout(purge_interval: int) -> int:
+    """Long enough for a large backlog (about a million rows), bounded all the same."""
+    return max(900, 10 * purge_interval)
+
+
+def fan_out_purges() -> list[str]:
+    """Queue one purge per compute host with expired consoles, once per cycle.
+
+    The cycle is the current PURGE_INTERVAL slot; the lock keyed by host and
+    cycle makes a second scheduler, or a late fan-out, queue nothing twice.
+    """
+    ctx = context()
+    interval = ctx.settings.purge_interval
+    cycle = int(time.time() // interval)
+    queued = []
+    for host in ctx.services.database.hosts_with_expired():
+        if ctx.queue_redis.set(keys.purge_lock_key(host, cycle), 1, nx=True, ex=2 * interval):
+            queue(ctx.queue_redis).enqueue(
+                purge_host,
+                host,
+                cycle,
+                job_timeout=purge_job_timeout(interval),
+                description=f"purge expired consoles of {host}",
+            )
+            queued.append(host)
+    return queued
+
+
+def retry_invalidations(attempts: int = 6, first_delay: float = 0.5) -> int:
+    """Apply the outbox to the cache, backing off while Redis refuses; how many rows."""
+    cached = context().services.cached
+    if cached is None:
+        return 0
+    delay = first_delay
+    for _ in range(attempts - 1):
+        try:
+            return cached.flush_outbox()
+        except redis.RedisError:
+            time.sleep(delay)
+            delay *= 2
+    return cached.flush_outbox()  # the last attempt's error fails the job
+
+
+def reap_leases() -> int:
+    """Delete lapsed leases (a lapsed lease is already free: this only tidies)."""
+    return context().services.leases.reap()

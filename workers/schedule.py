@@ -1,0 +1,50 @@
+"""`tokensvc scheduler`: rq-scheduler running the periodic jobs, JSON-only.
+
+Periodic jobs have fixed ids, so a restarted (or a second) scheduler replaces
+them instead of adding copies; rq-scheduler's own lock lets one scheduler at a
+time move due jobs to the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from tokensvc.config import Settings
+from workers import jobs
+from workers.context import queue_connection
+from workers.queues import scheduler
+
+# How often invalidations left in the outbox are retried, seconds.
+OUTBOX_RETRY_INTERVAL = 10
+
+
+def periodic_jobs(settings: Settings) -> dict[str, tuple[Callable[..., Any], int]]:
+    """Job id -> (function, interval in seconds)."""
+    return {
+        "tokensvc-purge-fan-out": (jobs.fan_out_purges, settings.purge_interval),
+        "tokensvc-retry-invalidations": (jobs.retry_invalidations, OUTBOX_RETRY_INTERVAL),
+        "tokensvc-reap-leases": (jobs.reap_leases, settings.lease_ttl),
+    }
+
+
+def run(settings: Settings) -> None:
+    connection = queue_connection(settings)
+    periodic = periodic_jobs(settings)
+    poll = min(5, *(interval for _, interval in periodic.values()))
+    rq_scheduler = scheduler(connection, poll_interval=poll)
+    for job_id in periodic:
+        rq_scheduler.cancel(job_id)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # rq-scheduler wants naive UTC
+    for job_id, (function, interval) in periodic.items():
+        rq_scheduler.schedule(
+            scheduled_time=now,  # the first cycle runs as soon as the scheduler starts
+            func=function,
+            interval=interval,
+            repeat=None,
+            id=job_id,
+            timeout=jobs.purge_job_timeout(settings.purge_interval),
+            result_ttl=10 * interval,
+        )
+    rq_scheduler.run()
