@@ -29,6 +29,11 @@ from tokensvc.services import Services
 
 log = logging.getLogger("tokensvc.api")
 
+# RFC 9745 / RFC 8594: deprecated since this release, gone with the next.
+DEPRECATION_HEADERS = {
+    "Deprecation": "@1795564800",  # 2026-11-25
+    "Sunset": "Tue, 01 Jun 2027 00:00:00 GMT",
+}
 BLUEPRINTS = (instances.bp, consoles.bp, tokens.bp, leases.bp, hosts.bp, ops.bp)
 _HTTP_ERRORS: dict[int, type[TokensvcError]] = {
     400: BadRequest,
@@ -46,6 +51,11 @@ def create_app(config: Settings | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     services = Services.build(settings)
     app.extensions["tokensvc"] = services
+    if services.memcached_backend:
+        log.warning(
+            "CONSOLE_TOKENS_BACKEND=memcached is deprecated and goes away in the next release: "
+            "memcached may evict tokens before they expire. Switch to database (see the README)."
+        )
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
@@ -108,4 +118,6 @@ def _register_request_hooks(app: Flask, services: Services) -> None:
         elapsed = time.perf_counter() - g.started
         latency.labels(route, request.method, str(response.status_code)).observe(elapsed)
         response.headers["X-Request-Id"] = g.request_id
+        if services.memcached_backend:
+            response.headers.update(DEPRECATION_HEADERS)
         return response

@@ -48,12 +48,16 @@ class KeyAuthenticator:
         *,
         ttl: float,
         stale: float,
+        retry_after: float = 2.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.keys = keys
         self.ttl = ttl
         self.stale = stale
+        # After a failed lookup, the database is left alone this long (like the cache's breaker).
+        self.retry_after = retry_after
+        self._database_down_until = 0.0
         self.max_entries = max_entries
         self._clock = clock
         self._cache: OrderedDict[str, tuple[ServiceKey | None, float]] = OrderedDict()
@@ -71,18 +75,27 @@ class KeyAuthenticator:
             cached = self._cache.get(key_hash)
         if cached is not None and now - cached[1] < self.ttl:
             return cached[0]
+        if now < self._database_down_until:  # do not pay a timeout per request
+            return self._stale(cached, now)
         try:
             found = self.keys.find(key_hash)
         except SQLAlchemyError:
-            if cached is not None and now - cached[1] < self.stale:
-                return cached[0]
-            raise BackendUnavailable("database unavailable to check the service key") from None
+            self._database_down_until = self._clock() + self.retry_after
+            return self._stale(cached, now)
         with self._lock:
             self._cache[key_hash] = (found, now)
             self._cache.move_to_end(key_hash)
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
         return found
+
+    def _stale(
+        self, cached: tuple[ServiceKey | None, float] | None, now: float
+    ) -> ServiceKey | None:
+        """The last known answer while the database is unreachable, if recent enough."""
+        if cached is not None and now - cached[1] < self.stale:
+            return cached[0]
+        raise BackendUnavailable("database unavailable to check the service key")
 
 
 def require_role(key: ServiceKey, roles: tuple[str, ...]) -> None:

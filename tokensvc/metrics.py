@@ -43,6 +43,11 @@ class Metrics:
             ["event"],
             registry=self.registry,
         )
+        self.legacy_imports = Counter(
+            "tokensvc_legacy_imports",
+            "Tokens imported from memcached on first use (LEGACY_MEMCACHED_READ)",
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "tokensvc_request_duration_seconds",
             "Request latency by route",

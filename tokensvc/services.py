@@ -7,9 +7,9 @@ import dataclasses
 from sqlalchemy import Engine
 
 from tokensvc.auth import KeyAuthenticator
-from tokensvc.config import ConfigError, Settings
+from tokensvc.config import Settings
 from tokensvc.db import schema
-from tokensvc.db.engine import make_engine
+from tokensvc.db.engine import READ_TIMEOUT, make_engine
 from tokensvc.db.service_keys import ServiceKeyStore
 from tokensvc.metrics import Metrics
 from tokensvc.stores.base import TokenStore
@@ -17,9 +17,13 @@ from tokensvc.stores.cache import RedisCache, make_client
 from tokensvc.stores.cached import CachedStore
 from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.leases import LeaseStore
+from tokensvc.stores.memcached import MemcachedEntries, MemcachedStore
+from tokensvc.stores.memcached import make_client as make_memcached_client
 
 # A tombstone must outlive any fill that read the database before the revoke.
 TOMBSTONE_TTL = 60
+# Seconds to wait for memcached (the deprecated backend, or the legacy read).
+MEMCACHED_TIMEOUT = 1.0
 
 
 class MetricsEvents:
@@ -46,36 +50,56 @@ class Services:
     authenticator: KeyAuthenticator
     metrics: Metrics
     leases: LeaseStore
+    # Database backend switching from memcached: tokens still only in memcached.
+    legacy: MemcachedEntries | None
+
+    @property
+    def memcached_backend(self) -> bool:
+        return self.settings.console_tokens_backend == "memcached"
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
-        if settings.console_tokens_backend != "database":
-            raise ConfigError(
-                "TOKENSVC_CONSOLE_TOKENS_BACKEND: the memcached backend is not available yet; "
-                "use database"
-            )
-        engine = make_engine(settings.database_url)
+    def build(cls, settings: Settings, *, read_timeout: int = READ_TIMEOUT) -> Services:
+        engine = make_engine(settings.database_url, read_timeout=read_timeout)
         schema.ensure_schema(engine)
         metrics = Metrics()
-        database = DatabaseStore(engine, outbox=settings.redis_url is not None)
-        cached = None
-        if settings.redis_url is not None:
-            cache = RedisCache(
-                make_client(settings.redis_url, settings.redis_timeout),
-                negative_ttl=settings.negative_cache_ttl,
-                tombstone_ttl=TOMBSTONE_TTL,
+        memcached = settings.console_tokens_backend == "memcached"
+        uses_redis = settings.redis_url is not None and not memcached
+        database = DatabaseStore(engine, outbox=uses_redis)
+        cached = _cached_store(settings, database, metrics) if uses_redis else None
+        entries = None
+        if memcached or settings.legacy_memcached_read:
+            entries = MemcachedEntries(
+                make_memcached_client(settings.memcached_servers, MEMCACHED_TIMEOUT)
             )
-            cached = CachedStore(
-                database,
-                cache,
-                max_ttl=settings.cache_max_ttl,
-                breaker_reset=settings.breaker_reset,
-                events=MetricsEvents(metrics),
-            )
+        store: TokenStore = cached or database
+        if memcached:
+            assert entries is not None
+            store = MemcachedStore(database, entries)
         keys = ServiceKeyStore(engine)
         authenticator = KeyAuthenticator(
-            keys, ttl=settings.key_cache_ttl, stale=settings.key_cache_stale
+            keys,
+            ttl=settings.key_cache_ttl,
+            stale=settings.key_cache_stale,
+            retry_after=settings.breaker_reset,
         )
-        store: TokenStore = cached if cached is not None else database
         leases = LeaseStore(engine, lease_ttl=settings.lease_ttl)
-        return cls(settings, engine, database, store, cached, keys, authenticator, metrics, leases)
+        legacy = None if memcached else entries
+        return cls(
+            settings, engine, database, store, cached, keys, authenticator, metrics, leases, legacy
+        )
+
+
+def _cached_store(settings: Settings, database: DatabaseStore, metrics: Metrics) -> CachedStore:
+    assert settings.redis_url is not None
+    cache = RedisCache(
+        make_client(settings.redis_url, settings.redis_timeout),
+        negative_ttl=settings.negative_cache_ttl,
+        tombstone_ttl=TOMBSTONE_TTL,
+    )
+    return CachedStore(
+        database,
+        cache,
+        max_ttl=settings.cache_max_ttl,
+        breaker_reset=settings.breaker_reset,
+        events=MetricsEvents(metrics),
+    )

@@ -11,7 +11,7 @@ import click
 from tokensvc.config import Settings
 from tokensvc.services import Services
 from workers import queues, schedule
-from workers.context import queue_connection
+from workers.context import WORKER_READ_TIMEOUT, queue_connection
 
 
 def _settings() -> Settings:
@@ -41,7 +41,7 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
     """Delete expired consoles now, in batches of PURGE_BATCH."""
     if bool(hosts) == every_host:
         raise click.UsageError("give --host H (repeatable) or --all")
-    services = Services.build(_settings())
+    services = Services.build(_settings(), read_timeout=WORKER_READ_TIMEOUT)
     database = services.database
     targets = list(hosts) or database.hosts_with_expired()
     started = time.monotonic()

@@ -32,7 +32,12 @@ def queue_connection(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.queue_redis_url)
 
 
+# Purge batches may take a while on a loaded database; the API's 3 s would fail them.
+WORKER_READ_TIMEOUT = 120
+
+
 @functools.cache
 def context() -> WorkerContext:
     settings = Settings.from_env()
-    return WorkerContext(Services.build(settings), queue_connection(settings))
+    services = Services.build(settings, read_timeout=WORKER_READ_TIMEOUT)
+    return WorkerContext(services, queue_connection(settings))

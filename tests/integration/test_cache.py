@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from tokensvc import tokens
 from tokensvc.stores import keys as redis_keys
-from tokensvc.stores.cache import NEGATIVE, TOMBSTONE
+from tokensvc.stores.entries import NEGATIVE, TOMBSTONE
 
 INSTANCE = "0b5e1d8a-6a4c-4c1e-9a55-6f1f5f1c2a10"
 

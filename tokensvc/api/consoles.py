@@ -53,6 +53,7 @@ def register(call: Call) -> tuple[dict[str, Any], int]:
     summary="List the consoles of an instance (never tokens or their hashes)",
     roles=MANAGERS,
     responses={200: "ConnectionList"},
+    database_only=True,
 )
 def list_consoles(call: Call, uuid: str) -> dict[str, Any]:
     instance = managed_instance(call, uuid)

@@ -14,6 +14,7 @@ bp = ApiBlueprint("hosts", __name__)
     "DELETE",
     summary="Delete the expired consoles of a compute host now, in batches",
     roles=("compute", "admin"),
+    database_only=True,
     responses={200: "PurgeResult"},
 )
 def purge_expired(call: Call, host: str) -> dict[str, int]:

@@ -19,6 +19,7 @@ bp = ApiBlueprint("leases", __name__)
     "GET",
     summary="Every live session, optionally of one proxy or one compute host",
     roles=("admin",),
+    database_only=True,
     responses={200: "LeaseList"},
 )
 def list_leases(call: Call) -> dict[str, Any]:
@@ -38,6 +39,7 @@ def list_leases(call: Call) -> dict[str, Any]:
     "POST",
     summary="The proxy's user left: free the port (a no-op for an old or unknown lease)",
     roles=("proxy",),
+    database_only=True,
     responses={204: ""},
 )
 def disconnect(call: Call, lease_id: str) -> Response:
@@ -53,6 +55,7 @@ def disconnect(call: Call, lease_id: str) -> Response:
     "DELETE",
     summary="Force-disconnect: the holding proxy closes the session at its next heartbeat",
     roles=("admin", "compute"),
+    database_only=True,
     responses={202: ""},
 )
 def force_disconnect(call: Call, lease_id: str) -> Response:
@@ -76,6 +79,7 @@ def force_disconnect(call: Call, lease_id: str) -> Response:
     "POST",
     summary="Renew all the proxy's leases; the answer lists sessions it must close",
     roles=("proxy",),
+    database_only=True,
     responses={200: "Heartbeat"},
 )
 def heartbeat(call: Call, proxy_id: str) -> dict[str, Any]:
@@ -93,6 +97,7 @@ def heartbeat(call: Call, proxy_id: str) -> dict[str, Any]:
     "DELETE",
     summary="A restarted proxy drops the leases of its previous life",
     roles=("proxy",),
+    database_only=True,
     responses={204: ""},
 )
 def reset_proxy(call: Call, proxy_id: str) -> Response:

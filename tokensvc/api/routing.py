@@ -19,7 +19,13 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from tokensvc.api.schemas import Body
 from tokensvc.auth import bearer_key, require_role
 from tokensvc.db.service_keys import ServiceKey
-from tokensvc.errors import BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType
+from tokensvc.errors import (
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedInBackend,
+    UnsupportedMediaType,
+)
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.services import Services
 
@@ -45,6 +51,8 @@ class Operation:
     roles: tuple[str, ...]
     body: Body | Callable[[Services], Body] | None
     responses: dict[int, str]
+    # What the deprecated memcached backend cannot do answers 501 (after the role check).
+    database_only: bool = False
 
 
 View = Callable[..., Response | tuple[Any, int] | Any]
@@ -64,8 +72,9 @@ class ApiBlueprint(Blueprint):
         roles: tuple[str, ...] = (),
         body: Body | Callable[[Services], Body] | None = None,
         responses: dict[int, str],
+        database_only: bool = False,
     ) -> Callable[[View], View]:
-        op = Operation(rule, method, summary, roles, body, responses)
+        op = Operation(rule, method, summary, roles, body, responses, database_only)
         self.operations.append(op)
 
         def decorate(view: View) -> View:
@@ -90,6 +99,10 @@ def _prepare_call(op: Operation) -> Call:
     if op.roles:
         key = svc.authenticator.authenticate(bearer_key(request.headers.get("Authorization")))
         require_role(key, op.roles)
+    if op.database_only and svc.memcached_backend:
+        raise UnsupportedInBackend(
+            f"{op.summary}: needs the database backend (memcached is deprecated)"
+        )
     version = requested_version()
     body: dict[str, Any] = {}
     if op.body is not None:

@@ -14,6 +14,7 @@ from tokensvc.api.sessions import session_event
 from tokensvc.api.views import HIDDEN, render_connection
 from tokensvc.auth import require_host, require_proxy
 from tokensvc.errors import AlreadyConnected, InvalidToken
+from tokensvc.legacy import import_legacy_token
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.stores.base import ValidConsole
 from tokensvc.stores.leases import ConsoleKey, LeaseRecord
@@ -45,7 +46,8 @@ def _live_console(call: Call, token: str, console_type: str | None = None) -> Va
     services = call.services
     found = None
     if tokens.is_well_formed(token):
-        found = services.store.lookup(tokens.hash_token(token))
+        token_hash = tokens.hash_token(token)
+        found = services.store.lookup(token_hash) or import_legacy_token(services, token_hash)
         if services.cached is None:
             services.metrics.validate.labels("database").inc()
     if found is None or (console_type is not None and found.console_type != console_type):
@@ -61,6 +63,7 @@ def _live_console(call: Call, token: str, console_type: str | None = None) -> Va
     roles=("proxy",),
     body=schemas.CONNECT,
     responses={200: "Connected"},
+    database_only=True,
 )
 def connect(call: Call) -> dict[str, Any]:
     assert call.key is not None

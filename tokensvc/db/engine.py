@@ -21,7 +21,14 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(database_url: str, **kwargs: Any) -> Engine:
+# A database that stops answering must cost seconds, not a hung request: PyMySQL
+# waits forever by default. API statements are small; workers pass a longer read
+# timeout for their batches.
+CONNECT_TIMEOUT = 2
+READ_TIMEOUT = 3
+
+
+def make_engine(database_url: str, *, read_timeout: int = READ_TIMEOUT, **kwargs: Any) -> Engine:
     # Statement parameters hold token hashes: keep them out of error messages and logs.
     kwargs.setdefault("hide_parameters", True)
     url = normalize_url(database_url)
@@ -32,7 +39,12 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_recycle", 3600)
     kwargs.setdefault("isolation_level", "READ COMMITTED")
-    return create_engine(url, **kwargs)
+    timeouts = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "read_timeout": read_timeout,
+        "write_timeout": read_timeout,
+    }
+    return create_engine(url, connect_args=timeouts, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

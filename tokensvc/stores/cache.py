@@ -13,9 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tokensvc.stores import keys
-
-NEGATIVE = b"!"
-TOMBSTONE = b"~"
+from tokensvc.stores.entries import NEGATIVE, TOMBSTONE
 
 # Refuses to overwrite a tombstone, and refuses a value whose database read
 # started more than a tombstone lifetime ago (by Redis's own clock), since its

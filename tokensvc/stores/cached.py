@@ -19,8 +19,9 @@ from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.instance import Instance
 from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.breaker import CircuitBreaker
-from tokensvc.stores.cache import NEGATIVE, TOMBSTONE, RedisCache
+from tokensvc.stores.cache import RedisCache
 from tokensvc.stores.database import DatabaseStore, valid_console
+from tokensvc.stores.entries import decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,6 @@ class CacheEvents(Protocol):
         """``hit``, ``miss`` (then filled from the database) or ``database`` (breaker open)."""
 
     def cache_error(self) -> None: ...
-
-
-def encode_entry(console: ValidConsole) -> bytes:
-    return console.console_type.encode() + b"\n" + console.connection_json
-
-
-def decode_entry(value: bytes) -> ValidConsole | None:
-    if value in (NEGATIVE, TOMBSTONE):
-        return None
-    console_type, _, connection_json = value.partition(b"\n")
-    return ValidConsole(console_type.decode(), connection_json)
 
 
 class CachedStore:
@@ -130,7 +120,9 @@ class CachedStore:
         self.breaker.trip()
         self.events.cache_error()
 
-    def _warm(self, connection: ConsoleConnection) -> None:
+    def warm(self, connection: ConsoleConnection) -> None:
+        """Cache a console just written to the database (over a negative entry, never
+        over a tombstone)."""
         self._guarded(lambda: self._write(connection))
 
     def _invalidate(self, token_hashes: Sequence[str]) -> None:
@@ -169,14 +161,14 @@ class CachedStore:
         replaced = self.database.save_console(connection, ports=ports, force=force)
         if replaced is not None:
             self._invalidate([replaced])
-        self._warm(connection)
+        self.warm(connection)
         return replaced
 
     def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
         if not self.database.rotate_token(old_hash, connection):
             return False
         self._invalidate([old_hash])
-        self._warm(connection)
+        self.warm(connection)
         return True
 
     def revoke_token(self, token_hash: str) -> bool:

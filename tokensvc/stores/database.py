@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from tokensvc.db.models import Base
 from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
@@ -61,6 +63,27 @@ def _same_port(instance_uuid: str, host: str, port: int) -> list[sa.ColumnElemen
         consoles.c.host == host,
         consoles.c.port == port,
     ]
+
+
+def _row(connection: ConsoleConnection, compute_host: str, now: dt.datetime) -> dict[str, Any]:
+    """The console row's columns that a registration writes."""
+    return {
+        "token_hash": connection.token_hash,
+        "access_url": connection.access_url,
+        "options": connection.options,
+        "expires": connection.expires,
+        "console_type": connection.console_type,
+        "compute_host": compute_host,
+        "updated_at": now,
+    }
+
+
+def _insert(
+    conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
+) -> None:
+    key = {"instance_uuid": connection.instance_uuid, "host": connection.host}
+    row = _row(connection, compute_host, now)
+    conn.execute(consoles.insert().values(**key, port=connection.port, created_at=now, **row))
 
 
 class DatabaseStore:
@@ -167,24 +190,25 @@ class DatabaseStore:
     ) -> str | None:
         """Write the row; the token hash it replaced (None if new or the same token)."""
         key = _same_port(connection.instance_uuid, connection.host, connection.port)
-        values = {
-            "token_hash": connection.token_hash,
-            "access_url": connection.access_url,
-            "options": connection.options,
-            "expires": connection.expires,
-            "console_type": connection.console_type,
-            "compute_host": compute_host,
-            "updated_at": now,
-        }
         old = conn.execute(sa.select(consoles.c.token_hash).where(*key).with_for_update()).first()
         if old is None:
-            columns = {"instance_uuid": connection.instance_uuid, "host": connection.host}
-            conn.execute(
-                consoles.insert().values(**columns, port=connection.port, **values, created_at=now)
-            )
+            _insert(conn, connection, compute_host, now)
             return None
-        conn.execute(consoles.update().where(*key).values(**values))
+        conn.execute(consoles.update().where(*key).values(_row(connection, compute_host, now)))
         return None if old.token_hash == connection.token_hash else old.token_hash
+
+    def import_console(self, connection: ConsoleConnection) -> bool:
+        """Insert a console as it is (hash and expiry kept); False if its instance is
+        unknown or its port or hash is taken (a newer registration always wins)."""
+        try:
+            with self.engine.begin() as conn:
+                instance = self._lock_instance(conn, connection.instance_uuid)
+                if instance is None:
+                    return False
+                _insert(conn, connection, instance["host"], utcnow())
+        except IntegrityError:
+            return False
+        return True
 
     @staticmethod
     def _free_port(

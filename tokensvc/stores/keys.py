@@ -18,3 +18,8 @@ def console_key(token_hash: str) -> str:
 def purge_lock_key(compute_host: str, cycle: int) -> str:
     """Held while one purge of a compute host is queued for one cycle (the queue Redis)."""
     return f"{NAMESPACE}:purge-lock:{cycle}:{compute_host}"
+
+
+def memcached_key(token_hash: str) -> str:
+    """A token's entry in the deprecated memcached backend."""
+    return f"{NAMESPACE}:console:{token_hash}"
