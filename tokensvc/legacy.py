@@ -13,7 +13,7 @@ import logging
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.services import Services
 from tokensvc.stores.base import ValidConsole
-from tokensvc.stores.database import valid_console
+from tokensvc.stores.rows import valid_console
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from tokensvc.config import Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
 from tokensvc.stores import keys as redis_keys
-from tokensvc.stores.database import consoles, instances, invalidations
+from tokensvc.stores.rows import consoles, instances, invalidations
 from workers.queues import JSONJob, queue
 
 HOSTS = ("compute-a", "compute-b", "compute-c")

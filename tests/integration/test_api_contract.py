@@ -25,7 +25,7 @@ from tokensvc.api.routing import MAX_BODY, Operation
 from tokensvc.app import BLUEPRINTS
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.objects.console import ConsoleConnection
-from tokensvc.stores.database import consoles, instances
+from tokensvc.stores.rows import consoles, instances
 
 HOST_A, HOST_B, PROXY_ID = "compute-a", "compute-b", "proxy-1"
 CURRENT = ConsoleConnection.VERSION

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import Keys
-from tokensvc.stores.database import consoles
 from tokensvc.stores.leases import leases
+from tokensvc.stores.rows import consoles
 
 SERIAL_PORTS = [4555, 4556, 4557]
 

@@ -31,9 +31,9 @@ from werkzeug.test import TestResponse
 from tests.conftest import AppFactory, Keys
 from tests.netproxy import HangingServer, TcpProxy
 from tokensvc import tokens
-from tokensvc.stores.database import invalidations
 from tokensvc.stores.entries import TOMBSTONE
 from tokensvc.stores.keys import console_key
+from tokensvc.stores.rows import invalidations
 
 COMPUTE_HOST = "compute-1"
 DEADLINE = 15.0  # seconds: the bound of every wait for a recovery (normally well under 2)

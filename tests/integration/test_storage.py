@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 from tokensvc import tokens
 from tokensvc.errors import InvalidToken, NotFound, ValidationFailed
 from tokensvc.objects import ConsoleConnection, Instance
-from tokensvc.stores.database import DatabaseStore, consoles, instances
+from tokensvc.stores.database import DatabaseStore
+from tokensvc.stores.rows import consoles, instances
 
 
 @pytest.fixture

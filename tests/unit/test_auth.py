@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tokensvc.auth import KeyAuthenticator, bearer_key, generate_key, hash_key
+from tokensvc.auth import KeyAuthenticator, bearer_key, hash_key
 from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import BackendUnavailable, Unauthorized
 
-KEY = generate_key()
+KEY = "tsk_" + "k" * 43  # fixed, so test ids match across xdist workers
 FOUND = ServiceKey(
     "a" * 32, "proxy", None, None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), None, None
 )

@@ -20,8 +20,9 @@ from tokensvc.objects.instance import Instance
 from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.breaker import CircuitBreaker
 from tokensvc.stores.cache import RedisCache
-from tokensvc.stores.database import DatabaseStore, valid_console
+from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.entries import decode_entry, encode_entry
+from tokensvc.stores.rows import valid_console
 
 log = logging.getLogger(__name__)
 

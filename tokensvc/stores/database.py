@@ -8,82 +8,29 @@ the leases on those ports for closing.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from tokensvc.db.models import Base
 from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.objects.lease import ConsoleLease
-from tokensvc.stores.base import VALIDATE_EXCLUDES, InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.leases import close_leases, live_leases
-
-instances = Base.metadata.tables["instances"]
-consoles = Base.metadata.tables["console_connections"]
-invalidations = Base.metadata.tables["invalidations"]
-
-# Columns a console object is read from (everything but bookkeeping).
-_CONSOLE_COLUMNS = (
-    consoles.c.instance_uuid,
-    consoles.c.host,
-    consoles.c.port,
-    consoles.c.token_hash,
-    consoles.c.access_url,
-    consoles.c.options,
-    consoles.c.expires,
-    consoles.c.console_type,
+from tokensvc.stores.rows import (
+    CONSOLE_COLUMNS,
+    console_from_row,
+    consoles,
+    insert_console,
+    instances,
+    invalidations,
+    row_values,
+    same_port,
+    valid_console,
 )
-
-
-def _console_from_row(row: RowMapping, lease: ConsoleLease | None = None) -> ConsoleConnection:
-    values = dict(row)
-    if values["console_type"] is None:
-        del values["console_type"]
-    connection = ConsoleConnection(**values, connected=lease is not None, lease=lease)
-    connection.obj_reset_changes()
-    return connection
-
-
-def valid_console(connection: ConsoleConnection) -> ValidConsole:
-    """What validate answers for a live console (SPEC: without connected and lease)."""
-    primitive = connection.to_primitive(exclude=VALIDATE_EXCLUDES)
-    encoded = json.dumps(primitive, separators=(",", ":")).encode()
-    return ValidConsole(connection.console_type, encoded)
-
-
-def _same_port(instance_uuid: str, host: str, port: int) -> list[sa.ColumnElement[bool]]:
-    return [
-        consoles.c.instance_uuid == instance_uuid,
-        consoles.c.host == host,
-        consoles.c.port == port,
-    ]
-
-
-def _row(connection: ConsoleConnection, compute_host: str, now: dt.datetime) -> dict[str, Any]:
-    """The console row's columns that a registration writes."""
-    return {
-        "token_hash": connection.token_hash,
-        "access_url": connection.access_url,
-        "options": connection.options,
-        "expires": connection.expires,
-        "console_type": connection.console_type,
-        "compute_host": compute_host,
-        "updated_at": now,
-    }
-
-
-def _insert(
-    conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
-) -> None:
-    key = {"instance_uuid": connection.instance_uuid, "host": connection.host}
-    row = _row(connection, compute_host, now)
-    conn.execute(consoles.insert().values(**key, port=connection.port, created_at=now, **row))
 
 
 class DatabaseStore:
@@ -189,12 +136,14 @@ class DatabaseStore:
         conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
     ) -> str | None:
         """Write the row; the token hash it replaced (None if new or the same token)."""
-        key = _same_port(connection.instance_uuid, connection.host, connection.port)
+        key = same_port(connection.instance_uuid, connection.host, connection.port)
         old = conn.execute(sa.select(consoles.c.token_hash).where(*key).with_for_update()).first()
         if old is None:
-            _insert(conn, connection, compute_host, now)
+            insert_console(conn, connection, compute_host, now)
             return None
-        conn.execute(consoles.update().where(*key).values(_row(connection, compute_host, now)))
+        conn.execute(
+            consoles.update().where(*key).values(row_values(connection, compute_host, now))
+        )
         return None if old.token_hash == connection.token_hash else old.token_hash
 
     def import_console(self, connection: ConsoleConnection) -> bool:
@@ -205,7 +154,7 @@ class DatabaseStore:
                 instance = self._lock_instance(conn, connection.instance_uuid)
                 if instance is None:
                     return False
-                _insert(conn, connection, instance["host"], utcnow())
+                insert_console(conn, connection, instance["host"], utcnow())
         except IntegrityError:
             return False
         return True
@@ -244,10 +193,10 @@ class DatabaseStore:
         return valid_console(found)
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
-        query = sa.select(*_CONSOLE_COLUMNS).where(consoles.c.token_hash == token_hash)
+        query = sa.select(*CONSOLE_COLUMNS).where(consoles.c.token_hash == token_hash)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
-        return None if row is None else _console_from_row(row)
+        return None if row is None else console_from_row(row)
 
     def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
         with self.engine.connect() as conn:
@@ -256,11 +205,11 @@ class DatabaseStore:
                 raise NotFound(f"instance {instance_uuid} not found")
             held = live_leases(conn, instance_uuid)
             rows = conn.execute(
-                sa.select(*_CONSOLE_COLUMNS)
+                sa.select(*CONSOLE_COLUMNS)
                 .where(consoles.c.instance_uuid == instance_uuid)
                 .order_by(consoles.c.host, consoles.c.port)
             ).mappings()
-            return [_console_from_row(r, held.get((r["host"], r["port"]))) for r in rows]
+            return [console_from_row(r, held.get((r["host"], r["port"]))) for r in rows]
 
     def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
         with self.engine.begin() as conn:

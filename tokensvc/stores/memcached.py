@@ -20,8 +20,9 @@ from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.stores import keys
 from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
-from tokensvc.stores.database import DatabaseStore, valid_console
+from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.entries import decode_entry, encode_entry
+from tokensvc.stores.rows import valid_console
 
 
 def make_client(servers: Sequence[tuple[str, int]], timeout: float) -> HashClient:

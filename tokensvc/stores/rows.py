@@ -1,0 +1,78 @@
+"""Console rows <-> ConsoleConnection objects: the columns and the conversions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import Connection, RowMapping
+
+from tokensvc.db.models import Base
+from tokensvc.objects.console import ConsoleConnection
+from tokensvc.objects.lease import ConsoleLease
+from tokensvc.stores.base import VALIDATE_EXCLUDES, ValidConsole
+
+instances = Base.metadata.tables["instances"]
+consoles = Base.metadata.tables["console_connections"]
+invalidations = Base.metadata.tables["invalidations"]
+
+# Columns a console object is read from (everything but bookkeeping).
+CONSOLE_COLUMNS = (
+    consoles.c.instance_uuid,
+    consoles.c.host,
+    consoles.c.port,
+    consoles.c.token_hash,
+    consoles.c.access_url,
+    consoles.c.options,
+    consoles.c.expires,
+    consoles.c.console_type,
+)
+
+
+def console_from_row(row: RowMapping, lease: ConsoleLease | None = None) -> ConsoleConnection:
+    values = dict(row)
+    if values["console_type"] is None:
+        del values["console_type"]
+    connection = ConsoleConnection(**values, connected=lease is not None, lease=lease)
+    connection.obj_reset_changes()
+    return connection
+
+
+def valid_console(connection: ConsoleConnection) -> ValidConsole:
+    """What validate answers for a live console (SPEC: without connected and lease)."""
+    primitive = connection.to_primitive(exclude=VALIDATE_EXCLUDES)
+    encoded = json.dumps(primitive, separators=(",", ":")).encode()
+    return ValidConsole(connection.console_type, encoded)
+
+
+def same_port(instance_uuid: str, host: str, port: int) -> list[sa.ColumnElement[bool]]:
+    return [
+        consoles.c.instance_uuid == instance_uuid,
+        consoles.c.host == host,
+        consoles.c.port == port,
+    ]
+
+
+def row_values(
+    connection: ConsoleConnection, compute_host: str, now: dt.datetime
+) -> dict[str, Any]:
+    """The console row's columns that a registration writes."""
+    return {
+        "token_hash": connection.token_hash,
+        "access_url": connection.access_url,
+        "options": connection.options,
+        "expires": connection.expires,
+        "console_type": connection.console_type,
+        "compute_host": compute_host,
+        "updated_at": now,
+    }
+
+
+def insert_console(
+    conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
+) -> None:
+    key = {"instance_uuid": connection.instance_uuid, "host": connection.host}
+    row = row_values(connection, compute_host, now)
+    conn.execute(consoles.insert().values(**key, port=connection.port, created_at=now, **row))
