@@ -1,0 +1,182 @@
+"""The websocket side of `tokensvc proxy`: a websockify request handler that checks late.
+
+websockify checks the token before the websocket handshake, so a refused user only
+sees a failed HTTP upgrade. This handler completes the handshake first, then checks
+the Origin and the token, takes the console's lease and relays; every refusal is a
+websocket close code the user's browser can show (SPEC section 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import select
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockify.websocketproxy import ProxyRequestHandler  # type: ignore[import-untyped]
+from websockify.websocketserver import (  # type: ignore[import-untyped]
+    WebSocketRequestHandlerMixIn,
+)
+
+from tokensvc.errors import AlreadyConnected, BackendUnavailable, InvalidToken, TokensvcError
+from tokensvc.integrations import sessions as s
+from tokensvc.objects.console import ConsoleConnection
+
+if TYPE_CHECKING:
+    from tokensvc.integrations.proxy import ConsoleProxyServer
+
+log = logging.getLogger("tokensvc.proxy")
+
+POLL = 0.2  # seconds: how often a relay looks whether its session must close
+CLOSE_WAIT = 2.0  # seconds to wait for the user's answer to our close frame
+DIAL_TIMEOUT = 5.0
+SEND_TIMEOUT = 30.0  # seconds a write may block before the peer counts as gone
+BUFFER = 65536
+_QUERY = re.compile(r"\?[^\s'\"]*")
+
+
+def redact(text: str) -> str:
+    """``text`` without URL query strings: the token travels in one."""
+    return _QUERY.sub("?<query dropped>", text)
+
+
+class RedactQueries(logging.Filter):
+    """Drops query strings from every record a handler emits, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
+class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
+    """One client connection: static files, or a websocket relayed under a lease."""
+
+    server: ConsoleProxyServer
+    timeout = 10  # seconds for the HTTP part (handshake, static files)
+
+    def setup(self) -> None:
+        if self.server.web_root is not None:
+            self.directory = self.server.web_root
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self.logger.info("%s - %s", self.client_address[0], redact(format % args))
+
+    def handle_upgrade(self) -> None:
+        # Skip websockify's validate_connection(): the checks run after the handshake.
+        WebSocketRequestHandlerMixIn.handle_upgrade(self)
+
+    def handle_websocket(self) -> None:
+        self.connection.settimeout(SEND_TIMEOUT)
+        # What websockify's send_frames()/recv_frames() expect.
+        self.send_parts: list[bytes] = []
+        self.recv_part, self.start_time = None, int(time.time() * 1000)
+        session: s.Session | None = None
+        try:
+            session, console = self._admit()
+            with self._dial(console) as target:
+                self._relay(session, target)
+        except self.CClose as exc:
+            self._close(int(exc.args[0]), str(exc.args[1]))
+        except OSError as exc:
+            log.info("%s: connection lost (%s)", self.client_address[0], type(exc).__name__)
+        finally:
+            if session is not None:
+                self._release(session)
+
+    # -- admission: origin, token, lease -----------------------------------------------
+    def _admit(self) -> tuple[s.Session, ConsoleConnection]:
+        if self.server.draining:
+            raise self.CClose(s.GOING_AWAY, "proxy shutting down")
+        self._check_origin()
+        token = self._token()
+        service, peer = self.server.service, str(self.client_address[0])
+        try:
+            service.ensure_reset()
+            with service.client() as client, self.server.sessions.admission():
+                client.validate(token, self.server.console_type)
+                asked = time.monotonic()
+                console, lease = client.connect(token, service.proxy_id, client=peer)
+                ttl = (lease.expires - lease.since).total_seconds()
+                session = s.Session(lease.id, ttl if ttl > 0 else 30.0, peer, renewed_at=asked)
+                self.server.sessions.add(session)
+        except TokensvcError as exc:
+            raise self.CClose(*self._refusal(exc)) from None
+        log.info("%s: session on %s:%s, lease %s", peer, console.host, console.port, lease.id)
+        return session, console
+
+    def _check_origin(self) -> None:
+        allowed = self.server.allowed_origins
+        origin = (self.headers.get("Origin") or "").strip().lower().rstrip("/")
+        if allowed and origin not in allowed:
+            log.info("%s: origin %r refused", self.client_address[0], origin)
+            raise self.CClose(s.ORIGIN_REFUSED, "origin not allowed")
+
+    def _token(self) -> str:
+        values = parse_qs(urlsplit(self.path).query).get("token")
+        if not values or not values[0]:
+            raise self.CClose(s.INVALID_TOKEN, "no token given")
+        return values[0]
+
+    def _refusal(self, exc: TokensvcError) -> tuple[int, str]:
+        """The close code and reason for a user the service did not let in."""
+        peer = self.client_address[0]
+        if isinstance(exc, InvalidToken):
+            log.info("%s: invalid token refused", peer)
+            return s.INVALID_TOKEN, "invalid token"
+        if isinstance(exc, AlreadyConnected):
+            log.info("%s: console busy", peer)
+            return s.CONSOLE_BUSY, "console busy: another user is connected to it"
+        log.warning("%s: refused, tokensvc failed: %s", peer, exc.detail)
+        if isinstance(exc, BackendUnavailable) or exc.status >= 500:
+            return s.TRY_AGAIN_LATER, "console service unavailable, try again later"
+        return s.INTERNAL_ERROR, "proxy error"
+
+    def _dial(self, console: ConsoleConnection) -> socket.socket:
+        try:
+            target = socket.create_connection((console.host, console.port), DIAL_TIMEOUT)
+        except OSError as exc:
+            log.warning("cannot reach console %s:%s: %s", console.host, console.port, exc)
+            raise self.CClose(s.INTERNAL_ERROR, "cannot reach the console") from None
+        target.settimeout(SEND_TIMEOUT)
+        target.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return target
+
+    # -- relay ---------------------------------------------------------------------------
+    def _relay(self, session: s.Session, target: socket.socket) -> None:
+        """Bytes both ways until the user leaves (returns) or anything else ends it (CClose).
+
+        Writes block for at most SEND_TIMEOUT: a peer that stops reading is dropped.
+        """
+        while session.close_code is None:
+            readable = select.select([self.request, target], [], [], POLL)[0]
+            if self.request in readable:
+                frames, closed = self.recv_frames()
+                target.sendall(b"".join(frames))
+                if closed:
+                    return
+            if target in readable:
+                data = target.recv(BUFFER)
+                if not data:
+                    raise self.CClose(1000, "console closed")
+                self.send_frames([data])
+        raise self.CClose(session.close_code, session.close_reason)
+
+    def _close(self, code: int, reason: str) -> None:
+        """Send the close frame, then wait (bounded) for the user's answer."""
+        deadline = time.monotonic() + CLOSE_WAIT
+        with contextlib.suppress(OSError):
+            self.send_close(code, reason)
+            while self.request.socket is not None and time.monotonic() < deadline:
+                if select.select([self.request], [], [], POLL)[0] and self.recv_frames()[1]:
+                    break
+
+    def _release(self, session: s.Session) -> None:
+        log.info("%s: session of lease %s ended", session.client, session.lease_id)
+        if not self.server.service.release(session.lease_id):
+            self.server.sessions.add_orphan(session.lease_id)  # the heartbeat retries
+        self.server.sessions.remove(session)
