@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 import click
 
@@ -26,13 +26,18 @@ from tokensvc.registration import register_domain
 from workers.cli import purge, scheduler, worker
 
 
+def config_error(exc: ConfigError) -> NoReturn:
+    """End the command with one line naming the setting, not a traceback."""
+    click.echo(f"tokensvc: configuration error: {exc}", err=True)
+    sys.exit(2)
+
+
 def load_settings() -> Settings:
     """Settings from the environment; a bad value ends the command with one line."""
     try:
         return Settings.from_env()
     except ConfigError as exc:
-        click.echo(f"tokensvc: configuration error: {exc}", err=True)
-        sys.exit(2)
+        config_error(exc)
 
 
 @click.group()

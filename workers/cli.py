@@ -7,8 +7,9 @@ import sys
 import time
 
 import click
+import redis
 
-from tokensvc.config import Settings
+from tokensvc.config import ConfigError, Settings
 from tokensvc.services import Services
 from workers import queues, schedule
 from workers.context import WORKER_READ_TIMEOUT, queue_connection
@@ -20,17 +21,27 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _queue_redis(settings: Settings) -> redis.Redis:
+    from tokensvc.cli import config_error
+
+    try:
+        return queue_connection(settings)
+    except ConfigError as exc:
+        config_error(exc)
+
+
 @click.command()
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
 def worker(burst: bool) -> None:
     """Run jobs from the queue (SIGTERM: finish the current job, then stop)."""
-    queues.worker(queue_connection(_settings())).work(burst=burst)
+    queues.worker(_queue_redis(_settings())).work(burst=burst)
 
 
 @click.command()
 def scheduler() -> None:
     """Queue the periodic jobs: per-host purges, outbox retries, the lease reaper."""
-    schedule.run(_settings())
+    settings = _settings()
+    schedule.run(settings, _queue_redis(settings))
 
 
 @click.command()

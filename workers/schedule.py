@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from tokensvc.config import Settings
 from workers import jobs
-from workers.context import queue_connection
 from workers.queues import scheduler
 
 # How often invalidations left in the outbox are retried, seconds.
@@ -29,8 +30,7 @@ def periodic_jobs(settings: Settings) -> dict[str, tuple[Callable[..., Any], int
     }
 
 
-def run(settings: Settings) -> None:
-    connection = queue_connection(settings)
+def run(settings: Settings, connection: redis.Redis) -> None:
     periodic = periodic_jobs(settings)
     poll = min(5, *(interval for _, interval in periodic.values()))
     rq_scheduler = scheduler(connection, poll_interval=poll)

@@ -62,3 +62,13 @@ def test_db_upgrade_downgrade_current(cli):
     assert cli.cli("db", "downgrade", "0001").stdout.strip() == "database at 0001"
     assert cli.cli("db", "current").stdout.strip() == f"0001 (head is {head})"
     assert cli.cli("db", "downgrade", "base").stdout.strip() == "database at base"
+
+
+@pytest.mark.parametrize("command", ["worker", "scheduler"])
+def test_workers_without_redis_say_so_in_one_line(cli, command):
+    result = cli.cli(command)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "tokensvc: configuration error: TOKENSVC_REDIS_URL: not set; "
+        "workers and the scheduler need Redis"
+    ]

@@ -7,6 +7,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
@@ -125,6 +126,29 @@ def test_rotation_revoke_all_and_instance_delete_on_both_backends(api):
     last = api.register(5902).json["token"]
     assert api.client.delete(f"/v1/instances/{api.instance}", headers=api.admin).status_code == 204
     assert api.validate(last) == 404
+
+
+def test_threads_of_one_worker_share_the_backend_safely(api):
+    """Server workers run requests in threads: one memcached client must not mix answers."""
+
+    def register_and_validate(thread: int) -> list[tuple[int, int]]:
+        client = api.app.test_client()
+        statuses = []
+        for n in range(20):
+            body = {"instance_uuid": api.instance, "host": "10.5.0.1", "port": 1000 * thread + n}
+            registered = client.post(
+                "/v1/consoles", json=body | {"console_type": "novnc"}, headers=api.admin
+            )
+            token = registered.json["token"] if registered.status_code == 201 else "x"
+            validated = client.post("/v1/tokens/validate", json={"token": token}, headers=api.proxy)
+            statuses.append((registered.status_code, validated.status_code))
+        return statuses
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [
+            status for batch in pool.map(register_and_validate, range(1, 9)) for status in batch
+        ]
+    assert answers == [(201, 200)] * 160
 
 
 def test_what_memcached_cannot_do_is_501_and_every_answer_is_deprecated(

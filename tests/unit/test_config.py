@@ -38,14 +38,30 @@ def test_values_are_parsed_and_typed():
             "TOKENSVC_LEGACY_MEMCACHED_READ": "yes",
             "TOKENSVC_REDIS_TIMEOUT": "0.1",
             "TOKENSVC_WORKERS": "3",
+            "TOKENSVC_THREADS": "8",
         }
     )
     assert settings.queue_redis_url == "redis://127.0.0.1:6379/5"
     assert settings.console_tokens_backend == "memcached"
     assert settings.memcached_servers == (("10.0.0.1", 11211), ("::1", 11212))
     assert settings.legacy_memcached_read is True
-    assert settings.redis_timeout == 0.1 and settings.workers == 3
+    assert settings.redis_timeout == 0.1 and settings.workers == 3 and settings.threads == 8
     assert not settings.uses_sqlite
+
+
+@pytest.mark.parametrize(
+    ("cache", "queue"),
+    [
+        ("redis://r:6379", "redis://r:6379/1"),
+        ("rediss://:pw@r:6380/3", "rediss://:pw@r:6380/4"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock?db=1"),
+        ("unix:///run/redis.sock?db=2&password=pw", "unix:///run/redis.sock?password=pw&db=3"),
+    ],
+)
+def test_queue_redis_defaults_to_the_next_database(cache: str, queue: str) -> None:
+    settings = Settings.from_env({"TOKENSVC_REDIS_URL": cache})
+    assert settings.redis_url == cache
+    assert settings.queue_redis_url == queue
 
 
 def test_explicit_queue_redis_url_wins():
@@ -67,10 +83,13 @@ def test_explicit_queue_redis_url_wins():
         ("DATABASE_URL", "postgresql://db/tokensvc"),
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("REDIS_URL", "redis://127.0.0.1:notaport"),
+        ("REDIS_URL", "redis://127.0.0.1:6379/zero"),
+        ("QUEUE_REDIS_URL", "unix:///run/redis.sock?db=one"),
         ("MEMCACHED_SERVERS", "127.0.0.1"),
         ("LEGACY_MEMCACHED_READ", "maybe"),
         ("BIND", "8080"),
         ("WORKERS", "0"),
+        ("THREADS", "0"),
         ("PURGE_BATCH", "0"),
     ],
 )

@@ -26,9 +26,15 @@ from tokensvc.stores.rows import valid_console
 
 
 def make_client(servers: Sequence[tuple[str, int]], timeout: float) -> HashClient:
-    """Several servers through pymemcache's consistent hashing; fail fast, no retries."""
+    """Several servers through pymemcache's consistent hashing; fail fast, no retries.
+
+    Pooled: the server's request threads share this client, and one socket used by two
+    threads at once mixes their answers.
+    """
     return HashClient(
         list(servers),
+        use_pooling=True,
+        max_pool_size=32,
         connect_timeout=timeout,
         timeout=timeout,
         retry_attempts=0,
