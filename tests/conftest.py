@@ -156,7 +156,7 @@ def make_app(tmp_path: Path) -> Iterator[AppFactory]:
 
     yield make
     for app in built:
-        app.extensions["tokensvc"].engine.dispose()
+        app.extensions["tokensvc"].dispose()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.services import Services
@@ -27,10 +28,11 @@ def import_legacy_token(services: Services, token_hash: str) -> ValidConsole | N
         return None
     connection = ConsoleConnection.from_primitive(json.loads(entry.connection_json))
     connection.obj_set({"token_hash": token_hash, "connected": False, "lease": None})
+    started = time.monotonic()
     if connection.is_expired() or not services.database.import_console(connection):
         return None
     if services.cached is not None:
-        services.cached.warm(connection)
+        services.cached.warm(connection, started)
     services.metrics.legacy_imports.inc()
     log.info("imported a console token from memcached (instance %s)", connection.instance_uuid)
     return valid_console(connection)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from granian import Granian
 from granian.constants import Interfaces
+from granian.server.common import AbstractServer
 
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.config import Settings
@@ -49,17 +51,38 @@ def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) ->
         click.echo(f"bootstrap admin key written to {written} (mode 0600)", err=True)
     # Workers inherit this and write their samples there; /metrics aggregates them.
     os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="tokensvc-metrics-"))
-    host, _, port = settings.bind.rpartition(":")
-    Granian(
+    wsgi_server(
         "tokensvc.app:create_app",
-        factory=True,
+        bind=settings.bind,
+        workers=settings.workers,
+        threads=settings.threads,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    ).serve()
+
+
+def wsgi_server(
+    target: str,
+    *,
+    bind: str,
+    workers: int,
+    threads: int,
+    factory: bool = True,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> AbstractServer[Any]:
+    """Granian's WSGI mode as ``serve`` runs it (bench/ serves its floors with it too)."""
+    host, _, port = bind.rpartition(":")
+    return Granian(
+        target,
+        factory=factory,
         interface=Interfaces.WSGI,
         address=host.strip("[]"),
         port=int(port),
-        workers=settings.workers,
-        # 16 request threads a worker: enough to overlap I/O, within the DB pool (5 + 10).
-        backpressure=32,
-        blocking_threads=16,
+        workers=workers,
+        # Each thread runs one request; a few more wait in the worker's queue.
+        blocking_threads=threads,
+        backpressure=2 * threads,
         ssl_cert=tls_cert,
         ssl_key=tls_key,
-    ).serve()
+    )

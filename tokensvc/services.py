@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from tokensvc.auth import KeyAuthenticator
 from tokensvc.config import Settings
 from tokensvc.db import schema
-from tokensvc.db.engine import READ_TIMEOUT, make_engine
+from tokensvc.db.engine import READ_TIMEOUT, make_engine, make_read_engine
 from tokensvc.db.service_keys import ServiceKeyStore
 from tokensvc.metrics import Metrics
 from tokensvc.stores.base import TokenStore
@@ -53,6 +53,13 @@ class Services:
     # Database backend switching from memcached: tokens still only in memcached.
     legacy: MemcachedEntries | None
 
+    def dispose(self) -> None:
+        """Close the pooled connections: both engines and the cache's Redis."""
+        self.engine.dispose()
+        self.database.reader.dispose()
+        if self.cached is not None:
+            self.cached.cache.client.close()
+
     @property
     def memcached_backend(self) -> bool:
         return self.settings.console_tokens_backend == "memcached"
@@ -64,7 +71,8 @@ class Services:
         metrics = Metrics()
         memcached = settings.console_tokens_backend == "memcached"
         uses_redis = settings.redis_url is not None and not memcached
-        database = DatabaseStore(engine, outbox=uses_redis)
+        reader = make_read_engine(engine, read_timeout=read_timeout)
+        database = DatabaseStore(engine, outbox=uses_redis, reader=reader)
         cached = _cached_store(settings, database, metrics) if uses_redis else None
         entries = None
         if memcached or settings.legacy_memcached_read:

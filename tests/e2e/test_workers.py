@@ -163,7 +163,7 @@ def test_scheduler_and_worker_purge_every_expired_row_and_no_live_one(deployment
     for token in expired_tokens[::997] + live[::101]:
         answer = client.post("/v1/tokens/validate", json={"token": token}, headers=headers)
         assert answer.status_code == (200 if token in live else 404)
-    app.extensions["tokensvc"].engine.dispose()
+    app.extensions["tokensvc"].dispose()
 
 
 def test_two_schedulers_queue_each_host_once_per_cycle(deployment):
@@ -253,7 +253,7 @@ def test_outbox_retry_removes_the_entry_once_redis_is_back(deployment):
         "/v1/tokens/validate", json={"token": token}, headers={"Authorization": f"Bearer {proxy}"}
     )
     assert answer.status_code == 404
-    services.engine.dispose()
+    services.dispose()
     cache_proxy.close()
 
 

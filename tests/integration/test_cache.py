@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import threading
-import uuid
+import time
 
 import pytest
 import redis
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from tokensvc import tokens
@@ -63,21 +66,26 @@ def validate(client, proxy, token):
 
 
 class SQLCounter:
-    def __init__(self, engine):
+    """Every statement sent on the app's engines (the general one and the reader)."""
+
+    def __init__(self, *engines):
         self.statements: list[str] = []
-        event.listen(engine, "before_cursor_execute", self._seen)
-        self.engine = engine
+        self.engines = engines
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", self._seen)
 
     def _seen(self, conn, cursor, statement, *args):
         self.statements.append(statement)
 
     def close(self):
-        event.remove(self.engine, "before_cursor_execute", self._seen)
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._seen)
 
 
 @pytest.fixture
 def sql(cache_app):
-    counter = SQLCounter(cache_app.extensions["tokensvc"].engine)
+    services = cache_app.extensions["tokensvc"]
+    counter = SQLCounter(services.engine, services.database.reader)
     yield counter
     counter.close()
 
@@ -115,6 +123,31 @@ def test_miss_is_one_indexed_lookup_then_fill(client, admin, proxy, server, sql)
     sql.statements.clear()
     assert validate(client, proxy, token).status_code == 200
     assert sql.statements == []
+
+
+def test_database_lookup_is_one_statement_and_survives_a_killed_connection(
+    make_app, mariadb_url, keys_for
+):
+    app = make_app(database_url=mariadb_url)  # no Redis: every validate reads MariaDB
+    client, keys = app.test_client(), keys_for(app)
+    admin, proxy = keys.headers("admin"), keys.headers("proxy")
+    token = register(client, admin)
+    assert validate(client, proxy, token).status_code == 200
+    reader = app.extensions["tokensvc"].database.reader
+    with reader.connect() as conn:  # the pooled connection the next lookup gets
+        pooled = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar_one()
+    with app.extensions["tokensvc"].engine.connect() as conn:
+        conn.execute(sa.text(f"KILL {int(pooled)}"))
+    counter = SQLCounter(app.extensions["tokensvc"].engine, reader)
+    try:
+        answer = validate(client, proxy, token)  # the dead connection, then a fresh one
+        assert answer.status_code == 200
+        assert len(counter.statements) == 2 and all("token_hash" in s for s in counter.statements)
+        counter.statements.clear()
+        assert validate(client, proxy, token).status_code == 200
+        assert len(counter.statements) == 1  # no pre-ping, no rollback: one statement
+    finally:
+        counter.close()
 
 
 def test_negative_cache_answers_unknown_tokens_without_sql(cache_app, client, proxy, server, sql):
@@ -211,14 +244,38 @@ def test_fill_racing_a_revoke_never_resurrects(cache_app, client, admin, proxy, 
 def test_fill_refuses_a_read_older_than_the_tombstone_lifetime(cache_app, server):
     cache = cache_app.extensions["tokensvc"].cached.cache
     token_hash = tokens.hash_token(tokens.generate_token())
-    now = cache.server_time_ms()
-    assert not cache.fill(token_hash, b"novnc\n{}", 60_000, now - cache.tombstone_ttl_ms - 1)
+    assert not cache.fill(token_hash, b"novnc\n{}", 60_000, cache.tombstone_ttl_ms + 1)
     assert server.get(redis_keys.console_key(token_hash)) is None
+    assert cache.fill(token_hash, b"novnc\n{}", 60_000, cache.tombstone_ttl_ms)
     cache.tombstone([token_hash])
-    assert not cache.fill(token_hash, b"novnc\n{}", 60_000, cache.server_time_ms())
-    assert cache.fill(uuid.uuid4().hex * 2, b"novnc\n{}", 60_000, cache.server_time_ms())
+    assert not cache.fill(token_hash, b"novnc\n{}", 60_000, 0)
+    assert server.get(redis_keys.console_key(token_hash)) == TOMBSTONE
+
+
+def test_a_miss_whose_read_outlived_the_tombstones_is_not_cached(
+    cache_app, client, admin, proxy, server
+):
+    token = register(client, admin)
+    key = redis_keys.console_key(tokens.hash_token(token))
+    server.delete(key)
+    store = cache_app.extensions["tokensvc"].cached
+    store.cache.tombstone_ttl_ms = 50  # a revoke's tombstone would be gone by the fill
+    store.before_fill = lambda: time.sleep(0.1)
+    try:
+        assert validate(client, proxy, token).status_code == 200  # answered from the read
+        assert server.get(key) is None  # but not cached
+    finally:
+        store.cache.tombstone_ttl_ms = 60_000
+        store.before_fill = lambda: None
+    assert validate(client, proxy, token).status_code == 200
+    assert server.get(key).startswith(b"novnc\n")
 
 
 def test_keys_are_hash_tagged_per_token():
-    token_hash = tokens.hash_token(tokens.generate_token())
-    assert redis_keys.console_key(token_hash) == f"tokensvc:{{{token_hash}}}:console"
+    token = tokens.generate_token()
+    token_hash = tokens.hash_token(token)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(token.encode()).digest()).rstrip(b"=")
+    assert redis_keys.console_key(token_hash) == f"tokensvc:{{{digest.decode()}}}:c"
+    assert len(redis_keys.console_key(token_hash)) == 56
+    other = tokens.hash_token(tokens.generate_token())
+    assert redis_keys.console_key(other) != redis_keys.console_key(token_hash)

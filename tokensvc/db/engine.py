@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, RowMapping, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import Executable
 
 
 def normalize_url(database_url: str) -> URL:
@@ -45,6 +48,40 @@ def make_engine(database_url: str, *, read_timeout: int = READ_TIMEOUT, **kwargs
         "write_timeout": read_timeout,
     }
     return create_engine(url, connect_args=timeouts, **kwargs)
+
+
+def make_read_engine(engine: Engine, *, read_timeout: int = READ_TIMEOUT) -> Engine:
+    """For single-statement reads (validate's lookup, the instance check): one round trip.
+
+    The general engine costs three on MySQL: the pre-ping, the SELECT, and the ROLLBACK
+    that ends the read's transaction. Here each statement commits itself (autocommit, so
+    the rollback is skipped), and there is no pre-ping: a pooled connection that died
+    fails its read, which :func:`read_retried` repeats once on a fresh connection.
+    SQLite has no round trips to save (and an in-memory database is one connection).
+    """
+    if is_sqlite(engine):
+        return engine
+    return make_engine(
+        engine.url.render_as_string(hide_password=False),
+        read_timeout=read_timeout,
+        isolation_level="AUTOCOMMIT",
+        skip_autocommit_rollback=True,
+        pool_pre_ping=False,
+    )
+
+
+def read_retried(
+    engine: Engine, statement: Executable, parameters: Mapping[str, Any] | None = None
+) -> RowMapping | None:
+    """The first row of one read; once more if the pooled connection turned out dead."""
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as conn:
+                return conn.execute(statement, parameters).mappings().first()
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -15,15 +15,13 @@ from redis.retry import Retry
 from tokensvc.stores import keys
 from tokensvc.stores.entries import NEGATIVE, TOMBSTONE
 
-# Refuses to overwrite a tombstone, and refuses a value whose database read
-# started more than a tombstone lifetime ago (by Redis's own clock), since its
-# tombstone may already have expired.
+# Refuses to overwrite a tombstone, and refuses a value whose database read or
+# write started more than a tombstone lifetime ago, since its tombstone may
+# already have expired. (The age is measured by the caller's monotonic clock
+# right before sending: no clock is compared across hosts, and no TIME round trip.)
 _FILL = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[4] then return 0 end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if now_ms - tonumber(ARGV[3]) > tonumber(ARGV[5]) then return 0 end
+if tonumber(ARGV[3]) > tonumber(ARGV[5]) then return 0 end
+if redis.call('GET', KEYS[1]) == ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
@@ -53,13 +51,9 @@ class RedisCache:
         assert value is None or isinstance(value, bytes)  # decode_responses is off
         return value
 
-    def server_time_ms(self) -> int:
-        seconds, micros = self.client.time()
-        return int(seconds) * 1000 + int(micros) // 1000
-
-    def fill(self, token_hash: str, value: bytes, ttl_ms: int, read_at_ms: int) -> bool:
-        """Write an entry read from the database at ``read_at_ms`` (Redis time)."""
-        args: list[bytes | int] = [value, ttl_ms, read_at_ms, TOMBSTONE, self.tombstone_ttl_ms]
+    def fill(self, token_hash: str, value: bytes, ttl_ms: int, age_ms: int) -> bool:
+        """Write an entry whose database read (or write) started ``age_ms`` ago."""
+        args: list[bytes | int] = [value, ttl_ms, age_ms, TOMBSTONE, self.tombstone_ttl_ms]
         return bool(self._fill(keys=[keys.console_key(token_hash)], args=args))
 
     def set_negative(self, token_hash: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -73,30 +74,26 @@ class CachedStore:
         return self.database.lookup(token_hash)
 
     def _fill_from_database(self, token_hash: str) -> ValidConsole | None:
-        try:
-            read_at = self.cache.server_time_ms()
-        except redis.RedisError:
-            self._cache_failed()
-            return self.database.lookup(token_hash)
+        read_started = time.monotonic()
         found = self.database.get_by_token_hash(token_hash)
         live = None if found is None or found.is_expired() else found
         self.before_fill()
         if live is None:
             self._guarded(lambda: self.cache.set_negative(token_hash))
             return None
-        self._guarded(lambda: self._write(live, read_at))
+        self._guarded(lambda: self._write(live, read_started))
         return valid_console(live)
 
-    def _write(self, connection: ConsoleConnection, read_at: int | None = None) -> None:
-        """Fill or warm; the script refuses to overwrite a tombstone or to write a stale read."""
+    def _write(self, connection: ConsoleConnection, read_started: float) -> None:
+        """Fill or warm; the script refuses to overwrite a tombstone or to write a stale read
+        (``read_started``: time.monotonic() before the database read or write began)."""
         assert connection.token_hash is not None
         ttl_ms = self._ttl_ms(connection.expires)
         if ttl_ms <= 0:
             return
-        if read_at is None:  # a warm right after a commit: the read is "now"
-            read_at = self.cache.server_time_ms()
         entry = encode_entry(valid_console(connection))
-        self.cache.fill(connection.token_hash, entry, ttl_ms, read_at)
+        age_ms = int((time.monotonic() - read_started) * 1000)
+        self.cache.fill(connection.token_hash, entry, ttl_ms, age_ms)
 
     def _ttl_ms(self, expires: dt.datetime | None) -> int:
         if expires is None:
@@ -121,10 +118,10 @@ class CachedStore:
         self.breaker.trip()
         self.events.cache_error()
 
-    def warm(self, connection: ConsoleConnection) -> None:
+    def warm(self, connection: ConsoleConnection, write_started: float) -> None:
         """Cache a console just written to the database (over a negative entry, never
-        over a tombstone)."""
-        self._guarded(lambda: self._write(connection))
+        over a tombstone); ``write_started``: time.monotonic() before the write began."""
+        self._guarded(lambda: self._write(connection, write_started))
 
     def _invalidate(self, token_hashes: Sequence[str]) -> None:
         """Tombstone, then clear the outbox rows; what Redis refused stays for the retry job."""
@@ -159,17 +156,19 @@ class CachedStore:
     def save_console(
         self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
     ) -> str | None:
+        started = time.monotonic()
         replaced = self.database.save_console(connection, ports=ports, force=force)
         if replaced is not None:
             self._invalidate([replaced])
-        self.warm(connection)
+        self.warm(connection, started)
         return replaced
 
     def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
+        started = time.monotonic()
         if not self.database.rotate_token(old_hash, connection):
             return False
         self._invalidate([old_hash])
-        self.warm(connection)
+        self.warm(connection, started)
         return True
 
     def revoke_token(self, token_hash: str) -> bool:

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from tokensvc.db.engine import read_retried
 from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
@@ -32,13 +33,22 @@ from tokensvc.stores.rows import (
     valid_console,
 )
 
+# Built once: constructing a statement costs more than executing a cached one.
+_BY_TOKEN_HASH = sa.select(*CONSOLE_COLUMNS).where(
+    consoles.c.token_hash == sa.bindparam("token_hash")
+)
+
 
 class DatabaseStore:
     """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core."""
 
-    def __init__(self, engine: Engine, *, outbox: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, outbox: bool = False, reader: Engine | None = None
+    ) -> None:
         self.engine = engine
         self.outbox = outbox
+        # Single-statement reads of the hot paths (see make_read_engine).
+        self.reader = reader or engine
 
     # -- revocation, in the caller's transaction ------------------------------------------
     def _revoked(self, conn: Connection, token_hashes: Sequence[str | None]) -> list[str]:
@@ -84,10 +94,8 @@ class DatabaseStore:
             return InstanceWrite(created=False, revoked=revoked)
 
     def get_instance(self, uuid: str) -> Instance:
-        with self.engine.connect() as conn:
-            columns = (instances.c.uuid, instances.c.host, instances.c.created_at)
-            row = conn.execute(sa.select(*columns).where(instances.c.uuid == uuid)).mappings()
-            found = row.first()
+        columns = (instances.c.uuid, instances.c.host, instances.c.created_at)
+        found = read_retried(self.reader, sa.select(*columns).where(instances.c.uuid == uuid))
         if found is None:
             raise NotFound(f"instance {uuid} not found")
         return Instance(**found)
@@ -193,9 +201,7 @@ class DatabaseStore:
         return valid_console(found)
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
-        query = sa.select(*CONSOLE_COLUMNS).where(consoles.c.token_hash == token_hash)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+        row = read_retried(self.reader, _BY_TOKEN_HASH, {"token_hash": token_hash})
         return None if row is None else console_from_row(row)
 
     def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:

@@ -7,12 +7,19 @@ script needs.
 
 from __future__ import annotations
 
+import base64
+
 NAMESPACE = "tokensvc"
 
 
 def console_key(token_hash: str) -> str:
-    """The cache entry of one token: its console, a negative entry, or a tombstone."""
-    return f"{NAMESPACE}:{{{token_hash}}}:console"
+    """The cache entry of one token: its console, a negative entry, or a tombstone.
+
+    The hash is spelled in base64url (43 characters, not 64 hex digits): with one key
+    per cached token, the key's length is a good part of Redis's memory per token.
+    """
+    digest = base64.urlsafe_b64encode(bytes.fromhex(token_hash)).rstrip(b"=").decode()
+    return f"{NAMESPACE}:{{{digest}}}:c"
 
 
 def purge_lock_key(compute_host: str, cycle: int) -> str:
