@@ -9,6 +9,7 @@ from flask import Response
 from tokensvc.api import schemas
 from tokensvc.api.routing import ApiBlueprint, Call
 from tokensvc.api.views import access_url_with_token, managed_instance, render_connection
+from tokensvc.auth import require_host
 from tokensvc.errors import Forbidden, ValidationFailed
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import DateTimeField
@@ -36,9 +37,16 @@ def register(call: Call) -> tuple[dict[str, Any], int]:
     assert call.key is not None
     if force and call.key.role != "admin":
         raise Forbidden("force (taking over a port in use) needs an admin key")
-    managed_instance(call, fields["instance_uuid"])
+    key = call.key
     connection = ConsoleConnection(**fields)
-    token = connection.create(call.services.store, ttl=ttl, ports=ports, force=force)
+    # The compute host's scope is checked on the row the write locks (404, then 403).
+    token = connection.create(
+        call.services.store,
+        ttl=ttl,
+        ports=ports,
+        force=force,
+        authorize=lambda compute_host: require_host(key, compute_host),
+    )
     return {
         "token": token,
         "access_url": access_url_with_token(connection.access_url, token),

@@ -25,7 +25,7 @@ from tokensvc.objects.fields import (
 
 if TYPE_CHECKING:
     from tokensvc.objects.lease import ConsoleLease
-    from tokensvc.stores.base import PurgeResult, TokenStore
+    from tokensvc.stores.base import Authorize, PurgeResult, TokenStore
 
 CONSOLE_TYPES = ("novnc", "spice-html5", "serial", "mks", "rdp", "webmks")
 # What a caller must give to register a console (the rest is derived or optional).
@@ -76,7 +76,13 @@ class ConsoleConnection(VersionedObject):
 
     # -- methods that make the object useful -----------------------------------
     def create(
-        self, store: TokenStore, ttl: int, *, ports: Sequence[int] = (), force: bool = False
+        self,
+        store: TokenStore,
+        ttl: int,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
     ) -> str:
         """Persist with a fresh token; the clear token is returned once, never stored.
 
@@ -90,7 +96,7 @@ class ConsoleConnection(VersionedObject):
         if not self.obj_attr_is_set("access_url"):
             self.access_url = None
         token = self._new_token(ttl)
-        store.save_console(self, ports=ports, force=force)
+        store.save_console(self, ports=ports, force=force, authorize=authorize)
         return token
 
     def rotate(self, store: TokenStore, ttl: int) -> str:

@@ -14,6 +14,9 @@ from typing import NamedTuple, Protocol
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.instance import Instance
 
+# Refuses (raises) a write on an instance of the given compute host.
+Authorize = Callable[[str], None]
+
 # What validate leaves out: connect is the authority on who holds the port.
 VALIDATE_EXCLUDES = ("token_hash", "connected", "lease")
 
@@ -46,12 +49,19 @@ class TokenStore(Protocol):
         """Delete with its consoles (NotFound if unknown); the revoked hashes."""
 
     def save_console(
-        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+        self,
+        connection: ConsoleConnection,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
     ) -> str | None:
         """Insert, or replace the token of the same (instance, host, port): the old hash.
 
         With ``ports``, the port is chosen first (a free one; PortsExhausted if none).
-        A port with a live lease is AlreadyConnected unless ``force``.
+        A port with a live lease is AlreadyConnected unless ``force``. ``authorize``
+        gets the instance's compute host, read in the same transaction, and raises to
+        refuse (one read fewer than checking before the write).
         """
 
     def lookup(self, token_hash: str) -> ValidConsole | None:

@@ -18,7 +18,7 @@ import redis
 
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.instance import Instance
-from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.breaker import CircuitBreaker
 from tokensvc.stores.cache import RedisCache
 from tokensvc.stores.database import DatabaseStore
@@ -154,10 +154,17 @@ class CachedStore:
         return revoked
 
     def save_console(
-        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+        self,
+        connection: ConsoleConnection,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
     ) -> str | None:
         started = time.monotonic()
-        replaced = self.database.save_console(connection, ports=ports, force=force)
+        replaced = self.database.save_console(
+            connection, ports=ports, force=force, authorize=authorize
+        )
         if replaced is not None:
             self._invalidate([replaced])
         self.warm(connection, started)

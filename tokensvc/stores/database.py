@@ -19,17 +19,20 @@ from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.objects.lease import ConsoleLease
-from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.leases import close_leases, live_leases
 from tokensvc.stores.rows import (
     CONSOLE_COLUMNS,
+    LOCK_INSTANCE,
+    PORT_TOKEN_FOR_UPDATE,
+    UPDATE_PORT,
     console_from_row,
     consoles,
     insert_console,
     instances,
     invalidations,
+    port_params,
     row_values,
-    same_port,
     valid_console,
 )
 
@@ -68,8 +71,7 @@ class DatabaseStore:
 
     @staticmethod
     def _lock_instance(conn: Connection, uuid: str) -> RowMapping | None:
-        query = sa.select(instances.c.host, instances.c.created_at).where(instances.c.uuid == uuid)
-        return conn.execute(query.with_for_update()).mappings().first()
+        return conn.execute(LOCK_INSTANCE, {"uuid": uuid}).mappings().first()
 
     # -- instances --------------------------------------------------------------------------
     def put_instance(self, instance: Instance) -> InstanceWrite:
@@ -111,7 +113,12 @@ class DatabaseStore:
 
     # -- consoles ---------------------------------------------------------------------------
     def save_console(
-        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+        self,
+        connection: ConsoleConnection,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
     ) -> str | None:
         """Insert, or give the same port a new token; with ``ports``, pick the port first.
 
@@ -123,6 +130,8 @@ class DatabaseStore:
             instance = self._lock_instance(conn, connection.instance_uuid)
             if instance is None:
                 raise NotFound(f"instance {connection.instance_uuid} not found")
+            if authorize is not None:
+                authorize(instance["host"])
             held = live_leases(conn, connection.instance_uuid)
             if ports:
                 connection.port = self._free_port(conn, connection, ports, held)
@@ -144,14 +153,12 @@ class DatabaseStore:
         conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
     ) -> str | None:
         """Write the row; the token hash it replaced (None if new or the same token)."""
-        key = same_port(connection.instance_uuid, connection.host, connection.port)
-        old = conn.execute(sa.select(consoles.c.token_hash).where(*key).with_for_update()).first()
+        port = port_params(connection)
+        old = conn.execute(PORT_TOKEN_FOR_UPDATE, port).first()
         if old is None:
             insert_console(conn, connection, compute_host, now)
             return None
-        conn.execute(
-            consoles.update().where(*key).values(row_values(connection, compute_host, now))
-        )
+        conn.execute(UPDATE_PORT, port | row_values(connection, compute_host, now))
         return None if old.token_hash == connection.token_hash else old.token_hash
 
     def import_console(self, connection: ConsoleConnection) -> bool:

@@ -69,13 +69,15 @@ def close_leases(
     conn.execute(leases.update().where(*where).values(close_reason=reason))
 
 
+_LIVE_LEASES = sa.select(*_LEASE_COLUMNS, leases.c.host, leases.c.port).where(
+    leases.c.instance_uuid == sa.bindparam("instance_uuid"), leases.c.expires > sa.bindparam("now")
+)
+
+
 def live_leases(conn: Connection, instance_uuid: str) -> dict[tuple[str, int], ConsoleLease]:
     """The unlapsed leases of an instance, by (host, port)."""
-    rows = conn.execute(
-        sa.select(*_LEASE_COLUMNS, leases.c.host, leases.c.port).where(
-            leases.c.instance_uuid == instance_uuid, leases.c.expires > utcnow()
-        )
-    ).mappings()
+    params = {"instance_uuid": instance_uuid, "now": utcnow()}
+    rows = conn.execute(_LIVE_LEASES, params).mappings()
     return {(row["host"], row["port"]): lease_from_row(row) for row in rows}
 
 

@@ -19,7 +19,7 @@ from tokensvc.errors import BackendUnavailable, UnsupportedInBackend
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.stores import keys
-from tokensvc.stores.base import InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
 from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.entries import decode_entry, encode_entry
 from tokensvc.stores.rows import valid_console
@@ -94,11 +94,16 @@ class MemcachedStore:
         return self.entries.get(token_hash)  # evicted means invalid: the deprecated behaviour
 
     def save_console(
-        self, connection: ConsoleConnection, *, ports: Sequence[int] = (), force: bool = False
+        self,
+        connection: ConsoleConnection,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
     ) -> str | None:
         if ports or force:
             raise unsupported("choosing the next free port or forcing a port")
-        replaced = self.database.save_console(connection)
+        replaced = self.database.save_console(connection, authorize=authorize)
         try:
             self.entries.put(connection)
         except BackendUnavailable:

@@ -70,9 +70,35 @@ def row_values(
     }
 
 
+# The register path's statements, built once: building a statement costs more
+# Python than running a cached one. (k_ names: an UPDATE's SET uses the column names.)
+_PORT = (
+    consoles.c.instance_uuid == sa.bindparam("k_instance_uuid"),
+    consoles.c.host == sa.bindparam("k_host"),
+    consoles.c.port == sa.bindparam("k_port"),
+)
+PORT_TOKEN_FOR_UPDATE = sa.select(consoles.c.token_hash).where(*_PORT).with_for_update()
+UPDATE_PORT = consoles.update().where(*_PORT)
+LOCK_INSTANCE = (
+    sa.select(instances.c.host, instances.c.created_at)
+    .where(instances.c.uuid == sa.bindparam("uuid"))
+    .with_for_update()
+)
+_INSERT_CONSOLE = consoles.insert()
+
+
+def port_params(connection: ConsoleConnection) -> dict[str, Any]:
+    """The parameters of PORT_TOKEN_FOR_UPDATE and UPDATE_PORT's key."""
+    return {
+        "k_instance_uuid": connection.instance_uuid,
+        "k_host": connection.host,
+        "k_port": connection.port,
+    }
+
+
 def insert_console(
     conn: Connection, connection: ConsoleConnection, compute_host: str, now: dt.datetime
 ) -> None:
     key = {"instance_uuid": connection.instance_uuid, "host": connection.host}
     row = row_values(connection, compute_host, now)
-    conn.execute(consoles.insert().values(**key, port=connection.port, created_at=now, **row))
+    conn.execute(_INSERT_CONSOLE, key | {"port": connection.port, "created_at": now} | row)
