@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from tokensvc.api import consoles, hosts, instances, leases, ops, tokens
+from tokensvc.api.hotpath import ValidateHotPath
 from tokensvc.api.routing import MAX_BODY
 from tokensvc.config import Settings
 from tokensvc.dashboard import make_dashboard
@@ -64,6 +65,8 @@ def create_app(config: Settings | None = None) -> Flask:
         # rq-dashboard keeps module-level state: it is an app of its own, mounted here.
         dashboard = make_dashboard(settings.queue_redis_url, services.authenticator)
         app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/rq": dashboard})  # type: ignore[method-assign]
+    if not services.memcached_backend:  # (whose answers carry deprecation headers)
+        app.wsgi_app = ValidateHotPath(app.wsgi_app, services)  # type: ignore[method-assign]
     return app
 
 

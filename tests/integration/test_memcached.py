@@ -186,7 +186,9 @@ def test_what_memcached_cannot_do_is_501_and_every_answer_is_deprecated(
     for answer in unsupported:
         assert answer.status_code == 501, answer.json
         assert answer.json["type"] == "/problems/unsupported-in-backend"
-    for answer in [*unsupported, api.client.get("/healthz")]:
+    validated = api.client.post("/v1/tokens/validate", json={"token": token}, headers=api.proxy)
+    assert validated.status_code == 200
+    for answer in [*unsupported, api.client.get("/healthz"), validated]:
         assert answer.headers["Deprecation"].startswith("@")
         assert "Sunset" in answer.headers
 
