@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -193,45 +195,56 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """A redis-server of the test's own, on its own port (own stats, own lifetime)."""
+    """A redis-server of the test's own, on its own port: no persistence, loopback only.
 
-    def __init__(self) -> None:
+    Own stats, own lifetime: tests stop it and start it again on the same port.
+    """
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="tokensvc-redis-"))
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        assert self.process is None, "already running"
+        log_path = self.workdir / "redis.log"
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    self.process = None
+                    raise RuntimeError(f"redis-server exited: {log_path.read_text()[-2000:]}")
+                with contextlib.suppress(redis.RedisError):
+                    if client.ping():
+                        return
                 if time.monotonic() > deadline:
-                    raise
+                    self.stop()
+                    raise RuntimeError(f"redis-server not ready in {timeout}s")
                 time.sleep(0.05)
-        client.close()
+        finally:
+            client.close()
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 @pytest.fixture

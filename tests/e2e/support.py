@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
-from tests.conftest import free_port
+from tests.conftest import MariaDB, RedisProcess, free_port
 
 INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
 
@@ -61,6 +64,12 @@ class Server:
             self.process.terminate()
             self.process.wait(20)
 
+    def create_key(self, role: str) -> str:
+        created = self.cli("keys", "create", "--role", role, "--json")
+        assert created.returncode == 0, created.stderr
+        key: str = json.loads(created.stdout)["key"]
+        return key
+
     def post(self, path: str, key: str, body: dict[str, object]) -> requests.Response:
         # A new connection each time, so requests spread over the worker processes.
         return requests.post(
@@ -87,3 +96,26 @@ def register(server: Server, admin: str, port: int = 5900) -> str:
     assert answer.status_code == 201, answer.text
     token: str = answer.json()["token"]
     return token
+
+
+@contextlib.contextmanager
+def deployment(
+    label: str, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[Server, str]]:
+    """A not yet started server on a migrated MariaDB database and a Redis of its own;
+    with the Redis URL. Everything is stopped and dropped afterwards."""
+    mariadb = MariaDB()
+    database_url = mariadb.create(label)
+    redis_server = RedisProcess()
+    redis_server.start()
+    settings = {"TOKENSVC_DATABASE_URL": database_url, "TOKENSVC_REDIS_URL": redis_server.url}
+    server = Server(settings | (env or {}), cwd)
+    try:
+        upgraded = server.cli("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        yield server, redis_server.url
+    finally:
+        server.stop()
+        redis_server.stop()
+        mariadb.drop(database_url)
+        mariadb.server.dispose()

@@ -26,8 +26,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import AppFactory, Keys, MariaDB, RedisProcess
-from tests.e2e.support import Server
+from tests.conftest import AppFactory, Keys
+from tests.e2e.support import Server, deployment
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.config import next_redis_db
 from tokensvc.objects.console import utcnow
@@ -355,28 +355,12 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`tokensvc serve` on its own MariaDB database and its own Redis (queue: db 1)."""
-    mariadb = MariaDB()
-    database_url = mariadb.create("dash")
-    redis_server = RedisProcess()
-    redis_server.start()
-    server = Server(
-        {"TOKENSVC_DATABASE_URL": database_url, "TOKENSVC_REDIS_URL": redis_server.url},
-        tmp_path_factory.mktemp("dash"),
-    )
-    queue_redis = redis.Redis.from_url(next_redis_db(redis_server.url))
-    try:
-        upgraded = server.cli("db", "upgrade")
-        assert upgraded.returncode == 0, upgraded.stderr
-        created = server.cli("keys", "create", "--role", "admin", "--json")
-        assert created.returncode == 0, created.stderr
+    with deployment("dash", tmp_path_factory.mktemp("dash")) as (server, redis_url):
+        queue_redis = redis.Redis.from_url(next_redis_db(redis_url))
+        admin = server.create_key("admin")
         server.start()
-        yield Served(server, json.loads(created.stdout)["key"], queue_redis)
-    finally:
-        server.stop()
+        yield Served(server, admin, queue_redis)
         queue_redis.close()
-        redis_server.stop()
-        mariadb.drop(database_url)
-        mariadb.server.dispose()
 
 
 def headless(chromium: Path, profile: Path) -> Any:

@@ -7,7 +7,6 @@ console is a TCP server that greets like VNC and echoes; the user is websocket-c
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 import requests
 import websocket
 
-from tests.conftest import MariaDB, RedisProcess, free_port
+from tests.conftest import free_port
 from tests.e2e.consoles import (
     BANNER,
     ORIGIN,
@@ -32,7 +31,7 @@ from tests.e2e.consoles import (
     refusal,
     user,
 )
-from tests.e2e.support import Server
+from tests.e2e.support import deployment
 from tests.netproxy import TcpProxy
 
 LEASE_TTL = 3
@@ -43,26 +42,15 @@ SLACK = 3.0
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Like `production`, with a 3 s lease TTL, and a proxy key in a 0600 file."""
-    mariadb = MariaDB()
-    database_url = mariadb.create("proxy")
-    redis_server = RedisProcess()
-    redis_server.start()
     directory = tmp_path_factory.mktemp("proxy-service")
-    env = {"TOKENSVC_DATABASE_URL": database_url, "TOKENSVC_REDIS_URL": redis_server.url}
-    server = Server(env | {"TOKENSVC_LEASE_TTL": str(LEASE_TTL)}, directory)
-    try:
-        assert server.cli("db", "upgrade").returncode == 0
-        admin = json.loads(server.cli("keys", "create", "--role", "admin", "--json").stdout)
-        proxy = json.loads(server.cli("keys", "create", "--role", "proxy", "--json").stdout)
+    env = {"TOKENSVC_LEASE_TTL": str(LEASE_TTL)}
+    with deployment("proxy", directory, env) as (server, _):
+        admin = server.create_key("admin")
         key_file = directory / "proxy.key"
-        key_file.write_text(proxy["key"] + "\n")
+        key_file.write_text(server.create_key("proxy") + "\n")
         key_file.chmod(0o600)
         server.start()
-        yield Service(server, admin["key"], key_file)
-    finally:
-        server.stop()
-        redis_server.stop()
-        mariadb.drop(database_url)
+        yield Service(server, admin, key_file)
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,7 @@ cleaned up by a fixture.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -28,7 +25,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
-from tests.conftest import AppFactory, Keys
+from tests.conftest import AppFactory, Keys, RedisProcess, free_port
 from tests.netproxy import HangingServer, TcpProxy
 from tokensvc import tokens
 from tokensvc.stores.entries import TOMBSTONE
@@ -125,84 +122,14 @@ def cache_key(token: str) -> str:
     return console_key(tokens.hash_token(token))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-class RedisServer:
-    """A throwaway ``redis-server`` process on its own port: no persistence, loopback only."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        assert self.process is None, "already running"
-        log_path = self.workdir / "redis.log"
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(self.port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        client = redis_client(self.url)
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    self.process = None
-                    raise RuntimeError(f"redis-server exited: {log_path.read_text()[-2000:]}")
-                with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server not ready in {timeout}s")
-                time.sleep(POLL)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server process of this test alone (stopped and started by the test)."""
-    server = RedisServer(tmp_path)
+    server = RedisProcess(tmp_path)
     for attempt in range(3):  # another process may take the free port before redis does
         try:
             server.start()
@@ -223,7 +150,7 @@ def hanging_server() -> Iterator[HangingServer]:
 
 
 @pytest.fixture
-def redis_proxy(redis_server: RedisServer) -> Iterator[tuple[TcpProxy, str]]:
+def redis_proxy(redis_server: RedisProcess) -> Iterator[tuple[TcpProxy, str]]:
     """A proxy in front of the test's Redis, and the URL through it."""
     proxy = TcpProxy("127.0.0.1", redis_server.port)
     yield proxy, f"redis://127.0.0.1:{proxy.port}/0"
@@ -242,7 +169,7 @@ def database_proxy(mariadb_url: str) -> Iterator[tuple[TcpProxy, str]]:
 
 # -- a: Redis stopped, then restarted empty -------------------------------------------------
 def test_redis_stopped_costs_no_timeouts_and_restart_brings_the_cache_back(
-    mariadb_url: str, redis_server: RedisServer, make_app: AppFactory
+    mariadb_url: str, redis_server: RedisProcess, make_app: AppFactory
 ) -> None:
     timeout = 0.2
     app = make_app(
@@ -357,7 +284,7 @@ def delete_instance(api: Api, token: str) -> None:
 @pytest.mark.parametrize("revocation", [revoke_token, rotate_token, revoke_all, delete_instance])
 def test_revocation_during_a_cut_is_applied_by_the_probe_before_the_cache_is_trusted(
     mariadb_url: str,
-    redis_server: RedisServer,
+    redis_server: RedisProcess,
     redis_proxy: tuple[TcpProxy, str],
     make_app: AppFactory,
     revocation: Callable[[Api, str], None],
@@ -412,7 +339,7 @@ def test_revocation_during_a_cut_is_applied_by_the_probe_before_the_cache_is_tru
 )
 def test_revoke_during_a_cut_holds_in_a_process_that_still_reaches_redis(
     mariadb_url: str,
-    redis_server: RedisServer,
+    redis_server: RedisProcess,
     redis_proxy: tuple[TcpProxy, str],
     make_app: AppFactory,
 ) -> None:
@@ -437,7 +364,7 @@ def test_revoke_during_a_cut_holds_in_a_process_that_still_reaches_redis(
 
 # -- d: the database unreachable -------------------------------------------------------------
 def test_database_down_cached_tokens_validate_and_writes_answer_503(
-    redis_server: RedisServer, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
+    redis_server: RedisProcess, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
 ) -> None:
     proxy, proxied_url = database_proxy
     key_ttl = 1
@@ -498,7 +425,7 @@ HANG_BOUND = 12.0
 
 
 def test_database_hanging_cached_tokens_still_validate(
-    redis_server: RedisServer, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
+    redis_server: RedisProcess, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
 ) -> None:
     proxy, proxied_url = database_proxy
     key_ttl = 1
