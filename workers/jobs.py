@@ -13,14 +13,22 @@ from workers.queues import queue
 
 
 def purge_host(compute_host: str, cycle: int) -> dict[str, int]:
-    """Delete every expired console of one compute host, batch after batch."""
+    """Delete every expired console of one compute host, batch after batch, resting
+    PURGE_PAUSE seconds between batches."""
     services = context().services
-    result = services.store.purge_expired(compute_host, services.settings.purge_batch)
+    size, pause = services.settings.purge_batch, services.settings.purge_pause
+
+    def rest(batch: list[str]) -> None:
+        if len(batch) == size:  # (a short batch was the last one)
+            time.sleep(pause)
+
+    result = services.store.purge_expired(compute_host, size, rest)
     return {"deleted": result.deleted, "batches": result.batches, "cycle": cycle}
 
 
 def purge_job_timeout(purge_interval: int) -> int:
-    """Long enough for a large backlog (about a million rows), bounded all the same."""
+    """Long enough for a large backlog (about a million rows, with the pauses), bounded
+    all the same: what a timed-out job left, the next cycle purges."""
     return max(900, 10 * purge_interval)
 
 

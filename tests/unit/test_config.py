@@ -39,6 +39,7 @@ def test_values_are_parsed_and_typed():
             "TOKENSVC_REDIS_TIMEOUT": "0.1",
             "TOKENSVC_WORKERS": "3",
             "TOKENSVC_THREADS": "8",
+            "TOKENSVC_PURGE_PAUSE": "0",
         }
     )
     assert settings.queue_redis_url == "redis://127.0.0.1:6379/5"
@@ -46,6 +47,7 @@ def test_values_are_parsed_and_typed():
     assert settings.memcached_servers == (("10.0.0.1", 11211), ("::1", 11212))
     assert settings.legacy_memcached_read is True
     assert settings.redis_timeout == 0.1 and settings.workers == 3 and settings.threads == 8
+    assert settings.purge_pause == 0
     assert not settings.uses_sqlite
 
 
@@ -90,6 +92,9 @@ def test_explicit_queue_redis_url_wins():
         ("BIND", "8080"),
         ("WORKERS", "0"),
         ("THREADS", "0"),
+        ("PURGE_PAUSE", "-0.1"),
+        ("PURGE_PAUSE", "inf"),
+        ("PURGE_PAUSE", "nan"),
         ("PURGE_BATCH", "0"),
     ],
 )

@@ -56,7 +56,7 @@ def make_read_engine(engine: Engine, *, read_timeout: int = READ_TIMEOUT) -> Eng
     The general engine costs three on MySQL: the pre-ping, the SELECT, and the ROLLBACK
     that ends the read's transaction. Here each statement commits itself (autocommit, so
     the rollback is skipped), and there is no pre-ping: a pooled connection that died
-    fails its read, which :func:`read_retried` repeats once on a fresh connection.
+    fails its read, which :func:`single_statement` repeats once on a fresh connection.
     SQLite has no round trips to save (and an in-memory database is one connection).
     """
     if is_sqlite(engine):
@@ -70,14 +70,20 @@ def make_read_engine(engine: Engine, *, read_timeout: int = READ_TIMEOUT) -> Eng
     )
 
 
-def read_retried(
+def single_statement(
     engine: Engine, statement: Executable, parameters: Mapping[str, Any] | None = None
-) -> RowMapping | None:
-    """The first row of one read; once more if the pooled connection turned out dead."""
+) -> list[RowMapping]:
+    """Run one statement on a :func:`make_read_engine` engine: its rows (none for DML).
+
+    Autocommit on MySQL: one round trip. Once more if the pooled connection turned out
+    dead (safe: the statements given here are reads and idempotent deletes). On SQLite,
+    in a transaction of its own.
+    """
     for attempt in (1, 2):
         try:
-            with engine.connect() as conn:
-                return conn.execute(statement, parameters).mappings().first()
+            with engine.begin() if is_sqlite(engine) else engine.connect() as conn:
+                result = conn.execute(statement, parameters)
+                return list(result.mappings()) if result.returns_rows else []
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from tokensvc.db.engine import read_retried
+from tokensvc.db.engine import single_statement
 from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
 from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
@@ -39,6 +39,9 @@ from tokensvc.stores.rows import (
 # Built once: constructing a statement costs more than executing a cached one.
 _BY_TOKEN_HASH = sa.select(*CONSOLE_COLUMNS).where(
     consoles.c.token_hash == sa.bindparam("token_hash")
+)
+_CLEAR_INVALIDATIONS = invalidations.delete().where(
+    invalidations.c.token_hash.in_(sa.bindparam("hashes", expanding=True))
 )
 
 
@@ -97,10 +100,10 @@ class DatabaseStore:
 
     def get_instance(self, uuid: str) -> Instance:
         columns = (instances.c.uuid, instances.c.host, instances.c.created_at)
-        found = read_retried(self.reader, sa.select(*columns).where(instances.c.uuid == uuid))
-        if found is None:
+        found = single_statement(self.reader, sa.select(*columns).where(instances.c.uuid == uuid))
+        if not found:
             raise NotFound(f"instance {uuid} not found")
-        return Instance(**found)
+        return Instance(**found[0])
 
     def delete_instance(self, uuid: str) -> list[str]:
         with self.engine.begin() as conn:
@@ -208,8 +211,8 @@ class DatabaseStore:
         return valid_console(found)
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
-        row = read_retried(self.reader, _BY_TOKEN_HASH, {"token_hash": token_hash})
-        return None if row is None else console_from_row(row)
+        rows = single_statement(self.reader, _BY_TOKEN_HASH, {"token_hash": token_hash})
+        return console_from_row(rows[0]) if rows else None
 
     def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
         with self.engine.connect() as conn:
@@ -264,8 +267,8 @@ class DatabaseStore:
             return list(conn.execute(query).scalars())
 
     def clear_invalidations(self, token_hashes: Sequence[str]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(invalidations.delete().where(invalidations.c.token_hash.in_(token_hashes)))
+        """Once the cache applied them (one idempotent DELETE: one round trip)."""
+        single_statement(self.reader, _CLEAR_INVALIDATIONS, {"hashes": list(token_hashes)})
 
     def hosts_with_expired(self) -> list[str]:
         """Compute hosts (never console addresses) that have expired consoles."""

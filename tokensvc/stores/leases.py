@@ -59,14 +59,25 @@ def _at(console: ConsoleKey) -> list[sa.ColumnElement[bool]]:
 
 
 # -- used inside the token store's transactions ----------------------------------------------
+_OPEN_LEASES = (
+    leases.c.instance_uuid == sa.bindparam("k_instance_uuid"),
+    leases.c.close_reason.is_(None),
+)
+_CLOSE_ALL = leases.update().where(*_OPEN_LEASES)
+_CLOSE_AT = leases.update().where(
+    *_OPEN_LEASES, leases.c.host == sa.bindparam("k_host"), leases.c.port == sa.bindparam("k_port")
+)
+
+
 def close_leases(
     conn: Connection, reason: str, instance_uuid: str, at: tuple[str, int] | None = None
 ) -> None:
     """Ask the proxies to close the sessions on these consoles (the next heartbeat tells them)."""
-    where = [leases.c.instance_uuid == instance_uuid, leases.c.close_reason.is_(None)]
-    if at is not None:
-        where += [leases.c.host == at[0], leases.c.port == at[1]]
-    conn.execute(leases.update().where(*where).values(close_reason=reason))
+    params = {"k_instance_uuid": instance_uuid, "close_reason": reason}
+    if at is None:
+        conn.execute(_CLOSE_ALL, params)
+    else:
+        conn.execute(_CLOSE_AT, params | {"k_host": at[0], "k_port": at[1]})
 
 
 _LIVE_LEASES = sa.select(*_LEASE_COLUMNS, leases.c.host, leases.c.port).where(
