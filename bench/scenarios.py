@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +82,8 @@ def rows(servers: Servers, fx: Fixtures, *, key_rows_only: bool = False) -> list
         Row("e", "validate, cache miss then fill", _cold(servers, fx), len(fx.cold.hashes)),
         Row("g", "validate, invalid token flood", validate(servers.cache, fx.invalid)),
         Row("h", "connect + disconnect (2 requests)", _pairs(servers, fx)),
-        Row("reg", "register", _register(servers, fx)),
+        Row("reg", "register (new console)", _register(servers, fx)),
+        Row("rot", "register again (token rotation)", _rotate(servers, fx)),
     ]
     if servers.memcached is not None and fx.memcached is not None:
         table.insert(
@@ -120,9 +122,40 @@ def _pairs(servers: Servers, fx: Fixtures) -> Callable[[Load], Result]:
     return run
 
 
+ROTATE_PORTS = 60_000  # rotation's port (one per instance and wrk thread) starts here
+
+
 def _register(servers: Servers, fx: Fixtures) -> Callable[[Load], Result]:
-    args = (str(fx.instances), bearer(fx.keys.compute), CONSOLE_HOST)
-    return lambda load: run_wrk(load, servers.cache, "register.lua", *args)
+    """New consoles: each run a fresh block of ports (1,000 per run, below ROTATE_PORTS)."""
+    runs = itertools.count()
+
+    def run(load: Load) -> Result:
+        base = 1024 + 1000 * next(runs)
+        assert base + 1000 < ROTATE_PORTS, "too many register runs for the port range"
+        args = (str(fx.instances), bearer(fx.keys.compute), CONSOLE_HOST, "new", str(base))
+        return run_wrk(load, servers.cache, "register.lua", *args)
+
+    return run
+
+
+def _rotate(servers: Servers, fx: Fixtures) -> Callable[[Load], Result]:
+    """The same consoles registered again: new token, old one revoked (after a first,
+    unmeasured second that registers them)."""
+    args = (str(fx.instances), bearer(fx.keys.compute), CONSOLE_HOST, "rotate")
+    first = itertools.count()
+
+    def run(load: Load) -> Result:
+        if next(first) == 0:
+            run_wrk(
+                dataclasses.replace(load, duration=1),
+                servers.cache,
+                "register.lua",
+                *args,
+                str(ROTATE_PORTS),
+            )
+        return run_wrk(load, servers.cache, "register.lua", *args, str(ROTATE_PORTS))
+
+    return run
 
 
 def forget(cache: redis.Redis, hashes: list[str]) -> None:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from tests.conftest import MYSQL_SERVER_URL, RUN_ID, MariaDB
 
 REPO = Path(__file__).resolve().parents[2]
-ROWS = ["a", "b", "c", "d", "db", "e", "f", "g", "h", "reg"]
+ROWS = ["a", "b", "c", "d", "db", "e", "f", "g", "h", "reg", "rot"]
 KEY_ROWS = ["a", "b", "c", "d", "db"]
 # The answers each row expects besides 2xx: an invalid token is 404, a port still held 409.
 EXPECTED_REFUSALS = {"g", "h"}
