@@ -85,6 +85,7 @@ class Run:
 @click.option("--rows", "only", default="", help="comma-separated row keys to run (default: all)")
 @click.option("--duration", type=int, help="seconds per row and round (overrides the mode)")
 @click.option("--rounds", type=int, help="rounds (overrides the mode)")
+@click.option("--purge-rows", type=int, help="expired rows the worker purges (overrides the mode)")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -99,11 +100,15 @@ def main(
     only: str,
     duration: int | None,
     rounds: int | None,
+    purge_rows: int | None,
     output: Path,
 ) -> None:
     size = QUICK if quick else FULL
     size = dataclasses.replace(
-        size, duration=duration or size.duration, rounds=rounds or size.rounds
+        size,
+        duration=duration or size.duration,
+        rounds=rounds or size.rounds,
+        purge_rows=purge_rows or size.purge_rows,
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
