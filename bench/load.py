@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,8 +57,9 @@ def run_wrk(load: Load, url: str, script: str, *args: str) -> Result:
         "--",
         *args,
     ]
+    env = os.environ | {"BENCH_WRK_THREADS": str(load.threads)}  # (for common.offset)
     finished = subprocess.run(  # noqa: S603 (our own arguments)
-        command, capture_output=True, text=True, timeout=load.duration + 60, check=False
+        command, capture_output=True, text=True, timeout=load.duration + 60, check=False, env=env
     )
     if finished.returncode != 0:
         raise RuntimeError(f"wrk failed ({finished.returncode}): {finished.stderr.strip()}")

@@ -16,8 +16,10 @@ function common.lines(file)
 end
 
 -- This thread's slice start, so threads do not send the same token at once.
+-- (wrk starts each thread as soon as it is set up: the count comes from bench/load.py.)
 function common.offset(count)
-  return (thread_id - 1) * math.floor(count / math.max(nthreads or 1, 1))
+  local threads = tonumber(os.getenv("BENCH_WRK_THREADS")) or 1
+  return (thread_id - 1) * math.floor(count / threads)
 end
 
 function common.done(summary, latency)
