@@ -114,24 +114,22 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 
 # -- Redis and the app ------------------------------------------------------------------
-REDIS_SERVER_URL = os.environ.get("TOKENSVC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-
-
-def _redis_db() -> int:
-    """A Redis database per xdist worker; the next index stays free for its queue."""
-    worker = _worker_id()
-    number = int(worker[2:]) if worker.startswith("gw") else 0
-    return 2 + 2 * (number % 7)
+@pytest.fixture(scope="session")
+def worker_redis() -> Iterator[RedisProcess]:
+    """A redis-server of this xdist worker's own, so concurrent test runs never share one."""
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The worker's own Redis database, emptied before the test."""
-    url = f"{REDIS_SERVER_URL}/{_redis_db()}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+def redis_url(worker_redis: RedisProcess) -> Iterator[str]:
+    """The worker's own Redis (database 0; database 1 is its queue), emptied before the test."""
+    client = redis.Redis(port=worker_redis.port)
+    client.flushall()
     client.close()
-    yield url
+    yield worker_redis.url
 
 
 @pytest.fixture
