@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import redis
 
-from bench import data, report, scenarios
+from bench import data, idle, report, scenarios
 from bench.load import Load, Result
 from bench.processes import REPO, SERVERS, memcached_server, redis_server, worker, wsgi_server
 from tokensvc.config import Settings
@@ -152,6 +152,8 @@ def measure(run: Run, kinds: list[str]) -> list[report.Summary]:
                 summaries += rounds(run, kind, [r for r in rows if run.wants(r.key)])
                 if n == 0 and run.wants("purge"):
                     summaries.append(purge_under_load(run, servers, fixtures, database, redis_url))
+                if n == 0 and run.wants("idle"):
+                    summaries.append(idle_sockets(run, servers, fixtures))
         return summaries
 
 
@@ -227,6 +229,15 @@ def rounds(run: Run, kind: str, rows: list[scenarios.Row]) -> list[report.Summar
         )
         summaries.append(report.summarize(kind, row.key, row.label, results[row.key], note))
     return summaries
+
+
+def idle_sockets(run: Run, servers: scenarios.Servers, fx: scenarios.Fixtures) -> report.Summary:
+    # Windows shorter than the server's header deadline (5 s), which drops the sockets.
+    load = Load(min(run.size.duration, 4))
+    validate = scenarios.rows(servers, fx, key_rows_only=True)[2].run
+    summary, extra = idle.validate_with_idle_sockets(servers.cache, validate, load, run.size.rounds)
+    run.extra |= extra
+    return summary
 
 
 def purge_under_load(

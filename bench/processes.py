@@ -104,7 +104,7 @@ def _server_command(server: str, target: str, port: int, service: bool) -> list[
         return [*gunicorn, "--log-level", "warning", f"{target}()"]
     if service:  # the real thing: what operators run
         return [str(Path(sys.executable).with_name("tokensvc")), "serve"]
-    return [sys.executable, "-m", "bench.serve", target, bind, str(WORKERS), str(THREADS)]
+    return [sys.executable, "-m", "bench.serve", target]
 
 
 @contextlib.contextmanager

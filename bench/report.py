@@ -71,6 +71,9 @@ def targets(rows: dict[str, Summary], extra: dict[str, float]) -> list[Target]:
         found.append(Target("register requests/s", rows["reg"].rps, 1000))
     if "purge_p99_ratio" in extra:
         found.append(Target("p99 during purge / baseline", extra["purge_p99_ratio"], 2, False))
+    if "validate_p99_idle_sockets_ms" in extra:
+        held = extra["validate_p99_idle_sockets_ms"]
+        found.append(Target("validate p99 ms, 400 idle sockets held", held, 500, False))
     if "redis_bytes_per_token" in extra:
         found.append(Target("Redis bytes per token", extra["redis_bytes_per_token"], 512, False))
     return found

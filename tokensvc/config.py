@@ -164,6 +164,13 @@ class Settings:
     # Request threads per worker. Few, by measurement (bench/): with 16, the GIL's
     # convoy made validate's p99 ten times its p50; 4 kept the throughput.
     threads: int = 4
+    # Open client connections per worker process, idle keep-alive ones included: each is
+    # an async task in granian, not a request thread, so this is sized for slow and idle
+    # clients (200 idle sockets must not stop the API), not for CPU.
+    max_connections: int = 1024
+    # Seconds a client has to send a request's headers, and an idle keep-alive connection
+    # lives: half-sent requests and idle sockets are dropped after it.
+    header_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if self.token_ttl > self.max_token_ttl:
@@ -221,4 +228,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "bind": _bind,
     "workers": _int(1, 256),
     "threads": _int(1, 256),
+    "max_connections": _int(16, 65536),
+    "header_timeout": _float(0.001, 60),
 }

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from granian import Granian
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.server.common import AbstractServer
 
 from tokensvc.auth import generate_key, hash_key
@@ -26,6 +27,7 @@ from tokensvc.db.service_keys import ServiceKeyStore
 from tokensvc.metrics import MULTIPROC_ENV
 
 BOOTSTRAP_KEY_FILE = "tokensvc-admin.key"
+BACKLOG = 1024  # the kernel's accept queue (granian's default)
 
 
 def bootstrap_admin_key(keys: ServiceKeyStore, directory: Path) -> Path | None:
@@ -51,38 +53,38 @@ def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) ->
         click.echo(f"bootstrap admin key written to {written} (mode 0600)", err=True)
     # Workers inherit this and write their samples there; /metrics aggregates them.
     os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="tokensvc-metrics-"))
-    wsgi_server(
-        "tokensvc.app:create_app",
-        bind=settings.bind,
-        workers=settings.workers,
-        threads=settings.threads,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-    ).serve()
+    wsgi_server("tokensvc.app:create_app", settings, tls_cert=tls_cert, tls_key=tls_key).serve()
 
 
 def wsgi_server(
     target: str,
+    settings: Settings,
     *,
-    bind: str,
-    workers: int,
-    threads: int,
     factory: bool = True,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
 ) -> AbstractServer[Any]:
-    """Granian's WSGI mode as ``serve`` runs it (bench/ serves its floors with it too)."""
-    host, _, port = bind.rpartition(":")
+    """Granian's WSGI mode as ``serve`` runs it (bench/ serves its floors with it too).
+
+    Connections and request threads are sized apart. A connection is an async task in
+    granian's runtime and costs a permit of ``backpressure`` for as long as it is open,
+    idle or not; a request thread runs one request. So the permits are many (idle and
+    slow clients cannot starve the API) and the threads few (by measurement, see
+    docs/benchmarks.md); the header deadline drops half-sent requests and idle
+    keep-alive connections. The API checks the service key before it reads a body.
+    """
+    host, _, port = settings.bind.rpartition(":")
     return Granian(
         target,
         factory=factory,
         interface=Interfaces.WSGI,
         address=host.strip("[]"),
         port=int(port),
-        workers=workers,
-        # Each thread runs one request; a few more wait in the worker's queue.
-        blocking_threads=threads,
-        backpressure=2 * threads,
+        workers=settings.workers,
+        blocking_threads=settings.threads,
+        backlog=max(BACKLOG, settings.max_connections),
+        backpressure=settings.max_connections,
+        http1_settings=HTTP1Settings(header_read_timeout=round(settings.header_timeout * 1000)),
         ssl_cert=tls_cert,
         ssl_key=tls_key,
     )

@@ -42,7 +42,7 @@ def test_quick_run_measures_every_row_and_writes_the_report(
 
     results = json.loads((tmp_path / "results.json").read_text())
     rows = {(row["server"], row["key"]): row for row in results["rows"]}
-    expected = [("granian", key) for key in ROWS] + [("granian", "c+purge")]
+    expected = [("granian", key) for key in ROWS] + [("granian", "c+purge"), ("granian", "c+idle")]
     expected += [("gunicorn", key) for key in KEY_ROWS]
     assert sorted(rows) == sorted(expected)
     for (_, key), row in rows.items():
@@ -52,6 +52,7 @@ def test_quick_run_measures_every_row_and_writes_the_report(
     extra = results["extra"]
     assert extra["purge_rows"] == 20_000 and extra["purge_seconds"] > 0
     assert 100 < extra["redis_bytes_per_token"] < 2000
+    assert extra["validate_p99_idle_sockets_ms"] > 0 and extra["idle_p99_ratio"] > 0
 
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("| server | row |")

@@ -24,6 +24,7 @@ from tokensvc.api import schemas
 from tokensvc.api.routing import MAX_BODY, Call
 from tokensvc.api.tokens import validate
 from tokensvc.auth import bearer_key, require_role
+from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import InvalidToken, TokensvcError, problem
 from tokensvc.objects.console import ConsoleConnection
 
@@ -48,22 +49,33 @@ class ValidateHotPath:
         if not _candidate(environ):
             return self.app(environ, start_response)
         started = time.perf_counter()
+        key = self._proxy_key(environ)
+        if key is None:  # Flask answers the refusal, before it reads the body
+            return self.app(environ, start_response)
         raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
         environ["wsgi.input"] = io.BytesIO(raw)  # for Flask, if it gets the request
-        response = self._answer(environ, raw)
+        response = self._answer(key, raw)
         if response is None:
             return self.app(environ, start_response)
         elapsed = time.perf_counter() - started
         self.latency.labels(PATH, "POST", str(response.status_code)).observe(elapsed)
         return response(environ, start_response)
 
-    def _answer(self, environ: WSGIEnvironment, raw: bytes) -> Response | None:
-        """The response, or None when Flask should answer."""
+    def _proxy_key(self, environ: WSGIEnvironment) -> ServiceKey | None:
+        """The caller's key if it may validate: checked before any byte of the body is read,
+        so a client without a key cannot hold a request thread by sending its body slowly."""
         try:
             key = self.services.authenticator.authenticate(
                 bearer_key(environ.get("HTTP_AUTHORIZATION"))
             )
             require_role(key, ROLES)
+        except TokensvcError:
+            return None
+        return key
+
+    def _answer(self, key: ServiceKey, raw: bytes) -> Response | None:
+        """The response, or None when Flask should answer."""
+        try:
             data = json.loads(raw)
             if not isinstance(data, dict):
                 return None
