@@ -22,8 +22,10 @@ import requests
 from tokensvc.config import Settings
 from tokensvc.metrics import MULTIPROC_ENV
 
-WORKERS = 2
-THREADS = Settings.from_env().threads  # TOKENSVC_THREADS, as for `tokensvc serve`
+# What `tokensvc serve` runs with its defaults (or TOKENSVC_WORKERS / TOKENSVC_THREADS);
+# gunicorn is given the same.
+WORKERS = Settings.from_env().workers
+THREADS = Settings.from_env().threads
 SERVERS = ("granian", "gunicorn")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,8 +116,7 @@ def wsgi_server(
     """One WSGI server (granian or gunicorn) around an app factory; its base URL."""
     port = free_port()
     env = dict(os.environ) | dict(settings)
-    env |= {"TOKENSVC_BIND": f"127.0.0.1:{port}", "TOKENSVC_WORKERS": str(WORKERS)}
-    env["TOKENSVC_THREADS"] = str(THREADS)
+    env["TOKENSVC_BIND"] = f"127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics:
         env[MULTIPROC_ENV] = metrics
         url = f"http://127.0.0.1:{port}"

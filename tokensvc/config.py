@@ -131,7 +131,8 @@ def _bind(raw: str) -> str:
 
 
 def _default_workers() -> int:
-    return 2 * (os.cpu_count() or 1)
+    """One worker per usable core: granian warns above that, and measured no gain."""
+    return len(os.sched_getaffinity(0)) or 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
-        self.env |= env | {"TOKENSVC_BIND": f"127.0.0.1:{self.port}", "TOKENSVC_WORKERS": "2"}
+        self.env |= env | {"TOKENSVC_BIND": f"127.0.0.1:{self.port}"}  # serve's defaults
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.cwd = cwd
         self.log = cwd / "server.log"

@@ -84,6 +84,8 @@ def test_zero_configuration_serves_sqlite_with_a_bootstrap_key(tmp_path):
         assert validations(server, proxy, token, times=3) == {200}
         ready = requests.get(f"{server.url}/readyz", timeout=5).json()
         assert ready == {"database": "ok", "redis": "disabled"}
+        # The default worker count is one the server does not warn about.
+        assert "[WARNING]" not in server.log.read_text()
     finally:
         server.stop()
 

@@ -25,7 +25,7 @@ def test_defaults_are_embedded():
     assert (settings.lease_ttl, settings.enforce_session_timeout) == (30, False)
     assert (settings.purge_interval, settings.purge_batch) == (60, 1000)
     assert settings.bind == "127.0.0.1:8080"
-    assert settings.workers == 2 * (os.cpu_count() or 1)
+    assert settings.workers == len(os.sched_getaffinity(0))
 
 
 def test_values_are_parsed_and_typed():
