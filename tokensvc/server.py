@@ -31,17 +31,32 @@ BACKLOG = 1024  # the kernel's accept queue (granian's default)
 
 
 def bootstrap_admin_key(keys: ServiceKeyStore, directory: Path) -> Path | None:
-    """On an empty key table, create an admin key in a 0600 file; its path."""
+    """On an empty key table, create an admin key in a new 0600 file; its path.
+
+    An existing key file is never overwritten (it may hold the key of another
+    database): the key goes to ``tokensvc-admin-2.key``, ``-3``, ... instead.
+    """
     if keys.list():
         return None
     secret = generate_key()
-    path = directory / BOOTSTRAP_KEY_FILE
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path, descriptor = _new_key_file(directory)
     with os.fdopen(descriptor, "w") as key_file:
         key_file.write(secret + "\n")
     keys.create(hash_key(secret), "admin")
     return path
+
+
+def _new_key_file(directory: Path) -> tuple[Path, int]:
+    """The first of tokensvc-admin.key, tokensvc-admin-2.key, ... that does not exist,
+    created 0600; its path and descriptor."""
+    stem = BOOTSTRAP_KEY_FILE.removesuffix(".key")
+    number = 1
+    while True:
+        path = directory / (BOOTSTRAP_KEY_FILE if number == 1 else f"{stem}-{number}.key")
+        try:
+            return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            number += 1
 
 
 def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) -> None:
@@ -51,6 +66,8 @@ def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) ->
     engine.dispose()
     if written is not None:
         click.echo(f"bootstrap admin key written to {written} (mode 0600)", err=True)
+        if written.name != BOOTSTRAP_KEY_FILE:
+            click.echo(f"({BOOTSTRAP_KEY_FILE} exists already and was left as it is)", err=True)
     # Workers inherit this and write their samples there; /metrics aggregates them.
     os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="tokensvc-metrics-"))
     wsgi_server("tokensvc.app:create_app", settings, tls_cert=tls_cert, tls_key=tls_key).serve()

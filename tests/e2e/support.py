@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from tests.conftest import MariaDB, RedisProcess, free_port
+from tokensvc.config import Settings
 
 INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
 
@@ -52,12 +53,17 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.1)
+            # Every worker up: granian stopped while it spawns one may never stop.
+            if self.log.read_text().count("Started worker-") == self.workers:
+                with contextlib.suppress(requests.ConnectionError):
+                    if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                        return
+            time.sleep(0.1)
         raise AssertionError(f"server did not start:\n{self.log.read_text()}")
+
+    @property
+    def workers(self) -> int:
+        return Settings.from_env(self.env).workers
 
     def stop(self) -> None:
         if self.process is not None:

@@ -102,3 +102,22 @@ def test_serve_refuses_an_old_mysql_schema(tmp_path):
         ]
     finally:
         mariadb.drop(url)
+
+
+def test_an_existing_admin_key_file_is_never_overwritten(tmp_path):
+    existing = tmp_path / "tokensvc-admin.key"
+    existing.write_text("the key of another database\n")
+    server = Server({"TOKENSVC_DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}, tmp_path)
+    server.start()
+    try:
+        written = tmp_path / "tokensvc-admin-2.key"
+        assert existing.read_text() == "the key of another database\n"
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+        output = server.log.read_text()
+        assert f"bootstrap admin key written to {written}" in output
+        assert "tokensvc-admin.key exists already and was left as it is" in output
+        admin = written.read_text().strip()
+        answer = server.call("GET", f"/v1/instances/{INSTANCE}/consoles", admin)
+        assert answer.status_code == 404  # the key works: the instance is just unknown
+    finally:
+        server.stop()
