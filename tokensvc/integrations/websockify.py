@@ -35,14 +35,20 @@ class TokenPlugin:
     """websockify's token plugin interface: ``TokenPlugin(source).lookup(token)``."""
 
     def __init__(self, src: str | None) -> None:
+        # websockify builds the plugin at start: a bad source stops it with one line
+        # (SystemExit), not a traceback.
         url, sep, key_file = (src or "").rpartition(",")
         if not sep or not url.strip() or not key_file.strip():
-            raise ValueError("--token-source must be 'URL,KEYFILE'")
+            raise SystemExit("tokensvc plugin: --token-source must be 'URL,KEYFILE'")
         self.source = src
         self.url = url.strip()
-        self._key = Path(key_file.strip()).read_text(encoding="utf-8").strip()
+        path = Path(key_file.strip())
+        try:
+            self._key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"tokensvc plugin: cannot read the key file {path}: {exc}") from None
         if not self._key:
-            raise ValueError(f"the key file {key_file.strip()} is empty")
+            raise SystemExit(f"tokensvc plugin: the key file {path} is empty")
 
     def lookup(self, token: str) -> tuple[str, int] | None:
         """The console the token opens, or None (websockify then refuses the client)."""
