@@ -11,7 +11,7 @@ import redis
 
 from tokensvc.config import ConfigError, Settings
 from tokensvc.services import Services
-from workers import queues, schedule
+from workers import jobs, queues, schedule
 from workers.context import WORKER_READ_TIMEOUT, queue_connection
 
 
@@ -49,8 +49,11 @@ def scheduler() -> None:
 @click.option("--all", "every_host", is_flag=True, help="every compute host with expired rows")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
-    """Delete expired consoles now, in batches of PURGE_BATCH."""
-    if bool(hosts) == every_host:
+    """Delete expired consoles now, in batches of PURGE_BATCH, resting PURGE_PAUSE
+    seconds between full batches (as the workers' purge does)."""
+    if hosts and every_host:
+        raise click.UsageError("--host and --all: give one of them, not both")
+    if not hosts and not every_host:
         raise click.UsageError("give --host H (repeatable) or --all")
     services = Services.build(_settings(), read_timeout=WORKER_READ_TIMEOUT)
     database = services.database
@@ -60,10 +63,9 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
     show_bar = sys.stdout.isatty() and not as_json
     total = sum(database.count_expired(host) for host in targets)
     with click.progressbar(length=total, label="purging", hidden=not show_bar) as bar:
+        after_batch = jobs.resting(services.settings, lambda batch: bar.update(len(batch)))
         for host in targets:
-            result = services.store.purge_expired(
-                host, services.settings.purge_batch, lambda batch: bar.update(len(batch))
-            )
+            result = services.store.purge_expired(host, services.settings.purge_batch, after_batch)
             deleted, batches = deleted + result.deleted, batches + result.batches
     elapsed = time.monotonic() - started
     if as_json:
@@ -71,6 +73,12 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
         click.echo(json.dumps(summary | {"seconds": round(elapsed, 3)}))
     else:
         click.echo(
-            f"purged {deleted} expired consoles of {len(targets)} compute hosts "
-            f"in {batches} batches ({elapsed:.1f}s)"
+            f"purged {_count(deleted, 'expired console')} of "
+            f"{_count(len(targets), 'compute host')} in {_count(batches, 'batch')} "
+            f"({elapsed:.1f}s)"
         )
+
+
+def _count(number: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith("ch") else "s")
+    return f"{number} {noun if number == 1 else plural}"

@@ -4,9 +4,11 @@ RQ logs arguments. Each is idempotent: running it twice does no harm."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import redis
 
+from tokensvc.config import Settings
 from tokensvc.stores import keys
 from workers.context import context
 from workers.queues import queue
@@ -16,14 +18,24 @@ def purge_host(compute_host: str, cycle: int) -> dict[str, int]:
     """Delete every expired console of one compute host, batch after batch, resting
     PURGE_PAUSE seconds between batches."""
     services = context().services
-    size, pause = services.settings.purge_batch, services.settings.purge_pause
-
-    def rest(batch: list[str]) -> None:
-        if len(batch) == size:  # (a short batch was the last one)
-            time.sleep(pause)
-
-    result = services.store.purge_expired(compute_host, size, rest)
+    size = services.settings.purge_batch
+    result = services.store.purge_expired(compute_host, size, resting(services.settings))
     return {"deleted": result.deleted, "batches": result.batches, "cycle": cycle}
+
+
+def resting(
+    settings: Settings, then: Callable[[list[str]], object] | None = None
+) -> Callable[[list[str]], None]:
+    """The purge's after-batch callback: ``then(batch)``, then PURGE_PAUSE seconds of rest
+    after a full batch, so the hot path keeps the database's CPU."""
+
+    def after(batch: list[str]) -> None:
+        if then is not None:
+            then(batch)
+        if len(batch) == settings.purge_batch:  # (a short batch was the last one)
+            time.sleep(settings.purge_pause)
+
+    return after
 
 
 def purge_job_timeout(purge_interval: int) -> int:

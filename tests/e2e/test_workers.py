@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import pty
 import subprocess
@@ -274,7 +275,7 @@ def test_purge_cli_shows_a_bar_on_a_terminal_and_a_summary_when_piped(deployment
         check=True,
     )
     assert piped.stdout.splitlines() == [piped.stdout.strip()]
-    assert piped.stdout.startswith("purged 600 expired consoles of 1 compute hosts in 2 batches")
+    assert piped.stdout.startswith("purged 600 expired consoles of 1 compute host in 2 batches")
 
     leader, follower = pty.openpty()
     on_tty = subprocess.run(
@@ -311,3 +312,27 @@ def test_purge_cli_shows_a_bar_on_a_terminal_and_a_summary_when_piped(deployment
         check=True,
     )
     assert as_json.stdout.startswith('{"deleted": 0, "batches": 0, "hosts": 0')
+
+
+def test_purge_cli_refuses_host_and_all_together_and_rests_between_batches(deployment):
+    both = subprocess.run(
+        [TOKENSVC, "purge", "--all", "--host", "compute-a"],
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert both.returncode == 2 and "--host and --all: give one of them, not both" in both.stderr
+    insert_consoles(deployment.engine, "compute-a", 1000, PAST)  # two full batches of 500
+    paused = subprocess.run(
+        [TOKENSVC, "purge", "--host", "compute-a", "--json"],
+        env=deployment.env | {"TOKENSVC_PURGE_PAUSE": "1.5"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    summary = json.loads(paused.stdout)
+    assert (summary["deleted"], summary["batches"]) == (1000, 2)
+    assert summary["seconds"] >= 3.0  # PURGE_PAUSE after each full batch
