@@ -14,7 +14,7 @@ import click
 from tokensvc import server
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.client import Client
-from tokensvc.config import ConfigError, Settings
+from tokensvc.config import ConfigError, Settings, require_existing_database
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
 from tokensvc.db.service_keys import ROLES, ServiceKeyStore
@@ -32,17 +32,26 @@ def config_error(exc: ConfigError) -> NoReturn:
     sys.exit(2)
 
 
-def load_settings() -> Settings:
+def load_settings(*, may_create_database: bool = False) -> Settings:
     """Settings from the environment; a bad value ends the command with one line."""
     try:
+        if not may_create_database:
+            require_existing_database()
         return Settings.from_env()
     except ConfigError as exc:
         config_error(exc)
 
 
-@click.group()
+# Wide enough that no command's one-line description is cut in `tokensvc --help`.
+@click.group(context_settings={"max_content_width": 120})
+@click.version_option(package_name="tokensvc", message="%(prog)s %(version)s")
 def main() -> None:
-    """Console connection token service."""
+    """Console connection token service.
+
+    Every command reads its settings from TOKENSVC_* environment variables
+    (README, "Settings"); without TOKENSVC_DATABASE_URL the database is the
+    SQLite file tokensvc.db in the current directory.
+    """
 
 
 @main.group()
@@ -89,15 +98,24 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--role", type=click.Choice(ROLES), required=True)
-@click.option("--host", help="compute keys: the compute host they manage")
-@click.option("--proxy-id", help="proxy keys: bind the key to one proxy id")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    required=True,
+    help="admin, compute (needs --host) or proxy (optionally bound with --proxy-id)",
+)
+@click.option("--host", help="compute keys (required): the compute host they manage")
+@click.option("--proxy-id", help="proxy keys (optional): bind the key to one proxy id")
 @click.option("--expires-in", type=click.IntRange(min=1), help="seconds until the key expires")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 def keys_create(
     role: str, host: str | None, proxy_id: str | None, expires_in: int | None, as_json: bool
 ) -> None:
-    """Create a key and show it once."""
+    """Create a key and show it once.
+
+    Compute keys need --host (the compute host whose instances they manage);
+    --json prints one object: id, key, role, host, proxy_id, expires_at.
+    """
     if (role == "compute") != (host is not None):
         raise click.UsageError("--host is required for compute keys and only for them")
     if proxy_id is not None and role != "proxy":
@@ -110,20 +128,28 @@ def keys_create(
     click.echo("this key is shown once: store it now", err=True)
     if as_json:
         shown = {"id": created.id, "key": secret, "role": role, "host": host, "proxy_id": proxy_id}
-        click.echo(json.dumps(shown))
+        click.echo(json.dumps(shown | {"expires_at": _timestamp(expires_at)}))
     else:
         click.echo(f"id:  {created.id}\nkey: {secret}")
+
+
+def _timestamp(moment: dt.datetime | None) -> str | None:
+    """RFC 3339 UTC with a Z, as the API writes times."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else None
 
 
 @keys.command("list")
 def keys_list() -> None:
     """List keys (never the keys themselves)."""
-    now = utcnow()
-    for key in _key_store().list():
+    now, found = utcnow(), _key_store().list()
+    row = "{:<32}  {:<8} {:<24} {:<8} {}"
+    click.echo(row.format("ID", "ROLE", "HOST/PROXY ID", "STATE", "EXPIRES"))
+    for key in found:
         state = "revoked" if key.revoked_at else "active" if key.usable(now) else "expired"
-        expires = key.expires_at.isoformat() if key.expires_at else "never"
         scope = key.host or key.proxy_id or "-"
-        click.echo(f"{key.id}  {key.role:<8} {scope:<24} {state:<8} expires {expires}")
+        click.echo(
+            row.format(key.id, key.role, scope, state, _timestamp(key.expires_at) or "never")
+        )
 
 
 @keys.command("revoke")
@@ -136,13 +162,34 @@ def keys_revoke(key_id: str) -> None:
 
 
 @main.command()
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="serve HTTPS with this certificate (PEM; with --tls-key)",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="the certificate's private key (PEM)",
+)
 def serve(tls_cert: Path | None, tls_key: Path | None) -> None:
-    """Serve the API with a multi-worker WSGI server (granian)."""
+    """Serve the API with a multi-worker WSGI server (granian).
+
+    \b
+    Settings (environment, see the README's "Settings"):
+      TOKENSVC_BIND             address to listen on (127.0.0.1:8080)
+      TOKENSVC_WORKERS          worker processes (one per core)
+      TOKENSVC_THREADS          request threads per worker (4)
+      TOKENSVC_MAX_CONNECTIONS  open connections per worker, idle ones too (1024)
+      TOKENSVC_HEADER_TIMEOUT   seconds to send headers; keep-alive idle time (5)
+      TOKENSVC_DATABASE_URL     sqlite:///tokensvc.db or mysql://...
+      TOKENSVC_REDIS_URL        the cache (unset: database only)
+
+    On an empty key table it writes an admin key to ./tokensvc-admin.key (0600).
+    """
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    settings = load_settings()
+    settings = load_settings(may_create_database=True)
     server.serve(settings, tls_cert=tls_cert, tls_key=tls_key)
 
 
@@ -214,7 +261,10 @@ def proxy(
     tls_key: Path | None,
     ca_file: Path | None,
 ) -> None:
-    """A websockify console proxy that validates tokens and tracks sessions."""
+    """Console proxy (websockify): validates tokens, holds leases.
+
+    It tracks who is on which console and relays until the session ends.
+    """
     from tokensvc.integrations import proxy as console_proxy
 
     host, sep, port = listen.rpartition(":")

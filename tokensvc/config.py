@@ -22,8 +22,23 @@ BACKENDS: tuple[Backend, ...] = ("database", "memcached")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
+DEFAULT_SQLITE_FILE = "tokensvc.db"  # in the current directory
+
+
 class ConfigError(ValueError):
     """A setting has a bad value; the message names the variable."""
+
+
+def require_existing_database(environ: Mapping[str, str] | None = None) -> None:
+    """For commands that use a database rather than make one (all but ``serve``): with
+    no TOKENSVC_DATABASE_URL, the default SQLite file must exist here already, or a
+    command run in the wrong directory would quietly start an empty database."""
+    env = os.environ if environ is None else environ
+    if PREFIX + "DATABASE_URL" not in env and not os.path.exists(DEFAULT_SQLITE_FILE):
+        raise ConfigError(
+            f"{PREFIX}DATABASE_URL: not set, and there is no {DEFAULT_SQLITE_FILE} here "
+            "(run where `tokensvc serve` made it, or set the URL)"
+        )
 
 
 def _int(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -139,7 +154,7 @@ def _default_workers() -> int:
 class Settings:
     """Typed, validated settings. Field names are the variable names, lowercased."""
 
-    database_url: str = "sqlite:///tokensvc.db"
+    database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
     redis_url: str | None = None
     queue_redis_url: str | None = None
     console_tokens_backend: Backend = "database"

@@ -33,13 +33,16 @@ def _queue_redis(settings: Settings) -> redis.Redis:
 @click.command()
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
 def worker(burst: bool) -> None:
-    """Run jobs from the queue (SIGTERM: finish the current job, then stop)."""
+    """Run queued jobs (SIGTERM: finish the current one, then stop)."""
     queues.worker(_queue_redis(_settings())).work(burst=burst)
 
 
 @click.command()
 def scheduler() -> None:
-    """Queue the periodic jobs: per-host purges, outbox retries, the lease reaper."""
+    """Queue the periodic jobs.
+
+    Per-host purges every PURGE_INTERVAL seconds, outbox retries, the lease reaper.
+    """
     settings = _settings()
     schedule.run(settings, _queue_redis(settings))
 
@@ -49,8 +52,11 @@ def scheduler() -> None:
 @click.option("--all", "every_host", is_flag=True, help="every compute host with expired rows")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
-    """Delete expired consoles now, in batches of PURGE_BATCH, resting PURGE_PAUSE
-    seconds between full batches (as the workers' purge does)."""
+    """Delete expired consoles now.
+
+    In batches of PURGE_BATCH, resting PURGE_PAUSE seconds between full batches
+    (as the workers' purge does).
+    """
     if hosts and every_host:
         raise click.UsageError("--host and --all: give one of them, not both")
     if not hosts and not every_host:

@@ -21,7 +21,8 @@ def test_keys_create_json_prints_exactly_one_object(cli):
     result = cli.cli("keys", "create", "--role", "compute", "--host", "compute-7", "--json")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert set(shown) == {"id", "key", "role", "host", "proxy_id"}
+    assert set(shown) == {"id", "key", "role", "host", "proxy_id", "expires_at"}
+    assert shown["expires_at"] is None
     assert (shown["role"], shown["host"], shown["proxy_id"]) == ("compute", "compute-7", None)
     assert shown["key"].startswith("tsk_") and "shown once" in result.stderr
     listed = cli.cli("keys", "list").stdout
@@ -72,3 +73,41 @@ def test_workers_without_redis_say_so_in_one_line(cli, command):
         "tokensvc: configuration error: TOKENSVC_REDIS_URL: not set; "
         "workers and the scheduler need Redis"
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["keys", "list"],
+        ["keys", "create", "--role", "admin"],
+        ["db", "current"],
+        ["purge", "--all"],
+    ],
+)
+def test_a_command_without_a_configured_database_creates_none(tmp_path, command):
+    result = Server({}, tmp_path).cli(*command)  # no TOKENSVC_DATABASE_URL, no tokensvc.db
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "tokensvc: configuration error: TOKENSVC_DATABASE_URL: not set, and there is no "
+        "tokensvc.db here (run where `tokensvc serve` made it, or set the URL)"
+    ]
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_version_key_list_header_and_json_expiry(cli):
+    assert cli.cli("--version").stdout.strip() == "tokensvc 0.1.0"
+    created = cli.cli("keys", "create", "--role", "proxy", "--expires-in", "60", "--json")
+    shown = json.loads(created.stdout)
+    assert shown["expires_at"].endswith("Z") and len(shown["expires_at"]) == 20
+    listed = cli.cli("keys", "list").stdout.splitlines()
+    assert listed[0].split() == ["ID", "ROLE", "HOST/PROXY", "ID", "STATE", "EXPIRES"]
+    assert listed[1].split()[0] == shown["id"] and listed[1].endswith(shown["expires_at"])
+
+
+def test_command_list_is_not_cut_and_serve_help_names_its_settings(cli):
+    commands = cli.cli("--help").stdout.split("Commands:")[1]
+    assert "..." not in commands and len(commands.strip().splitlines()) == 8
+    served = cli.cli("serve", "--help").stdout
+    for setting in ("BIND", "WORKERS", "THREADS", "MAX_CONNECTIONS", "HEADER_TIMEOUT"):
+        assert f"TOKENSVC_{setting}" in served
+    assert "needs --host" in cli.cli("keys", "create", "--help").stdout
