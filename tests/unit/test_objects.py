@@ -178,25 +178,25 @@ def test_every_object_produces_every_version():
 
 
 @pytest.mark.parametrize(
-    "relationships",
+    ("relationships", "reason"),
     [
-        {},
-        {"lease": ()},
-        {"lease": (("1.2", "1.0"),), "port": (("1.2", "1.0"),)},
-        {"lease": (("1.3", "1.0"),)},
-        {"lease": (("1.2", "1.0"), ("1.1", "1.0"))},
-        {"lease": (("1.1", "1.1"), ("1.2", "1.0"))},
+        ({}, "exactly its nested objects"),
+        ({"lease": (("1.2", "1.0"),), "port": (("1.2", "1.0"),)}, "exactly its nested objects"),
+        ({"lease": ()}, "pair versions of VERSIONS"),
+        ({"lease": (("1.3", "1.0"),)}, "pair versions of VERSIONS"),
+        ({"lease": (("1.2", "1.0"), ("1.1", "1.0"))}, "oldest first"),
+        ({"lease": (("1.1", "1.1"), ("1.2", "1.0"))}, "oldest first"),
     ],
 )
-def test_declarations_with_wrong_relationships_are_refused(registry, relationships):
-    with pytest.raises(TypeError):
+def test_declarations_with_wrong_relationships_are_refused(registry, relationships, reason):
+    with pytest.raises(TypeError, match=reason):
 
         class Declared(ConsoleConnection):
             obj_relationships: ClassVar[Relationships] = relationships
 
 
 def test_a_version_that_is_not_the_newest_is_refused(registry):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="VERSION must be the newest"):
 
         class Declared(Instance):
             VERSION = "1.0"
