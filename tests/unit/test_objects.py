@@ -4,37 +4,239 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tokensvc import objects
 from tokensvc.errors import UnsupportedVersion, ValidationFailed
-from tokensvc.objects import CLOSE_REASONS, CONSOLE_TYPES, ConsoleConnection, ConsoleLease, Instance
-from tokensvc.objects.base import fingerprint, registered_objects
-from tokensvc.objects.fields import IntegerField
+from tokensvc.objects import (
+    CLOSE_REASONS,
+    CONSOLE_TYPES,
+    ConsoleConnection,
+    ConsoleLease,
+    Instance,
+    base,
+    checker,
+)
+from tokensvc.objects.base import Relationships, registered_objects, version_tuple
+from tokensvc.objects.fields import Field, HexField, IntegerField, StringField
 
-# Changing a field changes its fingerprint: bump VERSION (with a changelog line
-# and a backport in obj_make_compatible), then update the hash here.
+# When this table fails, an object's fields, public method signatures or nested
+# object versions changed. For each object that changed: bump its VERSION (and
+# VERSIONS) with a changelog comment, backport the change in its
+# obj_make_compatible (a child bump: a new obj_relationships pair instead),
+# then put the new fingerprint here. A new hash beside an old version is wrong.
 EXPECTED_FINGERPRINTS = {
-    "ConsoleConnection": "1.2-05582c089e078ce07f61fff151108290",
-    "ConsoleLease": "1.0-e404bbf8dd8e2dd9565963f82d428b7f",
-    "Instance": "1.0-30b54ed661acb77b94e4d30b817f6c01",
+    "ConsoleConnection": "1.2-948a98d71828633de8bc634d1d538185",
+    "ConsoleLease": "1.0-6edb279a055d072ad931cf996dc00dfb",
+    "Instance": "1.0-5fed332306b73d9843c52e2c154dd968",
 }
 
 
 def test_fingerprints_match_versions():
-    actual = {name: cls.obj_fingerprint() for name, cls in registered_objects().items()}
-    assert actual == EXPECTED_FINGERPRINTS
+    assert checker.fingerprints() == EXPECTED_FINGERPRINTS
 
 
-def test_fingerprint_changes_with_a_field():
-    before = ConsoleConnection.obj_fingerprint()
-    version = ConsoleConnection.VERSION
-    assert fingerprint(version, ConsoleConnection.fields) == before
-    fewer = {k: v for k, v in ConsoleConnection.fields.items() if k != "options"}
-    wider = ConsoleConnection.fields | {"port": IntegerField(minimum=0, maximum=65535)}
-    assert len({before, fingerprint(version, fewer), fingerprint(version, wider)}) == 3
+def test_nested_objects_are_the_versions_their_parents_carry():
+    assert checker.child_version_problems() == []
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Objects a test declares stand in for the shipped ones during that test only."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+
+def test_fingerprint_covers_fields_methods_and_children(registry):
+    class Fewer(ConsoleConnection):
+        fields: ClassVar[dict[str, Field]] = {
+            k: v for k, v in ConsoleConnection.fields.items() if k != "options"
+        }
+
+    class Wider(ConsoleConnection):
+        fields: ClassVar[dict[str, Field]] = ConsoleConnection.fields | {
+            "port": IntegerField(minimum=0, maximum=65535)
+        }
+
+    class LongerHash(ConsoleConnection):
+        fields: ClassVar[dict[str, Field]] = ConsoleConnection.fields | {
+            "token_hash": HexField(length=40, nullable=True)
+        }
+
+    class NewArgument(ConsoleConnection):
+        def is_expired(self, now=None, grace=0):
+            return False
+
+    class NewMethod(ConsoleConnection):
+        def touch(self, store):
+            pass
+
+    class EarlierLease(ConsoleConnection):
+        obj_relationships: ClassVar[Relationships] = {"lease": (("1.1", "1.0"),)}
+
+    changed = (Fewer, Wider, LongerHash, NewArgument, NewMethod, EarlierLease)
+    prints = {checker.fingerprint(cls) for cls in (ConsoleConnection, *changed)}
+    assert len(prints) == 1 + len(changed)
+
+
+def test_fingerprint_ignores_annotations_and_private_methods(registry):
+    class Retyped(ConsoleConnection):
+        def is_expired(self, now: object = None) -> bool:
+            return False
+
+        def _helper(self, anything):
+            pass
+
+    assert checker.fingerprint(Retyped) == checker.fingerprint(ConsoleConnection)
+
+
+def bumped_lease():
+    """ConsoleLease as a 1.1 with a new field would be declared."""
+
+    class ConsoleLease(objects.ConsoleLease):
+        # Version 1.0: id, proxy_id, client, since, expires, close_reason
+        # Version 1.1: added note
+        VERSION = "1.1"
+        VERSIONS = ("1.0", "1.1")
+        fields: ClassVar[dict[str, Field]] = objects.ConsoleLease.fields | {
+            "note": StringField(nullable=True)
+        }
+
+        def obj_make_compatible(self, primitive, target_version):
+            if version_tuple(target_version) < (1, 1):
+                primitive.pop("note", None)
+
+    return ConsoleLease
+
+
+def bumped_connection():
+    """ConsoleConnection bumped for the ConsoleLease 1.1 of ``bumped_lease``."""
+
+    class ConsoleConnection(objects.ConsoleConnection):
+        # Version 1.3: carries ConsoleLease 1.1
+        VERSION = "1.3"
+        VERSIONS = (*objects.ConsoleConnection.VERSIONS, "1.3")
+        obj_relationships: ClassVar[Relationships] = {"lease": (("1.2", "1.0"), ("1.3", "1.1"))}
+
+    return ConsoleConnection
+
+
+def test_a_child_bump_fails_until_the_parent_is_bumped(registry):
+    bumped_lease()
+    assert checker.child_version_problems() == [
+        "ConsoleConnection.lease: ConsoleConnection 1.2 carries ConsoleLease 1.0, but "
+        "ConsoleLease is 1.1: bump ConsoleConnection and add (its new version, '1.1') "
+        "to obj_relationships['lease']"
+    ]
+    assert checker.fingerprints()["ConsoleLease"] != EXPECTED_FINGERPRINTS["ConsoleLease"]
+    bumped_connection()
+    assert checker.child_version_problems() == []
+    assert checker.fingerprints()["ConsoleConnection"].startswith("1.3-")
+
+
+def test_a_relationship_naming_a_missing_child_version_is_reported(registry):
+    class ConsoleConnection(objects.ConsoleConnection):
+        obj_relationships: ClassVar[Relationships] = {"lease": (("1.1", "0.9"), ("1.2", "1.0"))}
+
+    assert checker.child_version_problems() == [
+        "ConsoleConnection.lease: ConsoleLease has no version 0.9 (pair for ConsoleConnection 1.1)"
+    ]
+
+
+LEASE = {
+    "id": "0123456789abcdef" * 2,
+    "proxy_id": "proxy-1",
+    "client": "198.51.100.7",
+    "since": dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC),
+    "expires": dt.datetime(2026, 11, 25, 10, 5, tzinfo=dt.UTC),
+    "close_reason": None,
+}
+
+
+def test_a_parent_backport_carries_the_child_its_version_shipped_with(registry):
+    lease_cls, connection_cls = bumped_lease(), bumped_connection()
+    connection = connection_cls(host="10.0.0.5", port=5900, lease=lease_cls(**LEASE, note="n"))
+
+    newest = connection.to_primitive()["data"]["lease"]
+    assert (newest["version"], newest["data"]["note"]) == ("1.1", "n")
+    shipped = connection.to_primitive("1.2")
+    assert shipped["data"]["lease"] == ConsoleLease(**LEASE).to_primitive()
+    assert shipped["data"]["lease"]["version"] == "1.0"
+    assert "lease" not in connection.to_primitive("1.1")["data"]
+
+    back = connection_cls.from_primitive(shipped)
+    assert back.lease == lease_cls(**LEASE) and not back.lease.obj_attr_is_set("note")
+
+
+def test_every_object_produces_every_version():
+    for cls in registered_objects().values():
+        for version in cls.VERSIONS:
+            assert cls().to_primitive(version)["version"] == version
+
+
+@pytest.mark.parametrize(
+    ("relationships", "reason"),
+    [
+        ({}, "exactly its nested objects"),
+        ({"lease": (("1.2", "1.0"),), "port": (("1.2", "1.0"),)}, "exactly its nested objects"),
+        ({"lease": ()}, "pair versions of VERSIONS"),
+        ({"lease": (("1.3", "1.0"),)}, "pair versions of VERSIONS"),
+        ({"lease": (("1.2", "1.0"), ("1.1", "1.0"))}, "oldest first"),
+        ({"lease": (("1.1", "1.1"), ("1.2", "1.0"))}, "oldest first"),
+    ],
+)
+def test_declarations_with_wrong_relationships_are_refused(registry, relationships, reason):
+    with pytest.raises(TypeError, match=reason):
+
+        class Declared(ConsoleConnection):
+            obj_relationships: ClassVar[Relationships] = relationships
+
+
+def test_a_version_that_is_not_the_newest_is_refused(registry):
+    with pytest.raises(TypeError, match="VERSION must be the newest"):
+
+        class Declared(Instance):
+            VERSION = "1.0"
+            VERSIONS = ("1.0", "1.1")
+
+
+@pytest.mark.parametrize(
+    ("length", "value"),
+    [
+        (16, "0123456789abcdef" * 2),
+        (16, "0123456789abcde"),
+        (32, "0123456789ABCDEF" * 2),
+        (32, "0123456789abcdeg" * 2),
+        (32, "0123456789abcdef" * 2 + "\n"),
+        (32, " " + "0123456789abcdef" * 2),
+        (64, "0123456789abcdef" * 2),
+        (64, 64),
+    ],
+)
+def test_hex_field_takes_only_its_length_in_lowercase_hex(length, value):
+    with pytest.raises(ValueError):
+        HexField(length=length).coerce(value)
+
+
+@pytest.mark.parametrize("length", [1, 16, 32, 64])
+def test_hex_field_accepts_its_length(length):
+    value = ("0123456789abcdef" * 4)[:length]
+    assert HexField(length=length).coerce(value) == value
+
+
+def test_hex_field_needs_a_positive_length():
+    with pytest.raises(ValueError):
+        HexField(length=0)
+
+
+def test_object_hex_fields_refuse_wrong_lengths():
+    with pytest.raises(ValidationFailed):
+        ConsoleLease(id="0123456789abcdef")
+    with pytest.raises(ValidationFailed):
+        ConsoleConnection(token_hash="0123456789abcdef" * 2)
 
 
 datetimes = st.datetimes(

@@ -5,18 +5,38 @@ per version, the ``VERSIONS`` it can produce, and ``obj_make_compatible`` to
 backport a primitive. The wire form is
 ``{"object": NAME, "version": "X.Y", "data": {...}}``; unset fields are left
 out of ``data``.
+
+Versioning rules (``tokensvc.objects.checker`` and tests/unit/test_objects.py
+enforce what a machine can see):
+
+* The fingerprint of an object is ``VERSION-md5`` of its fields (names, types
+  and their parameters), the signatures of its public methods and its
+  ``obj_relationships``. Whenever it changes, bump the minor ``VERSION``, add
+  it to ``VERSIONS`` with a changelog comment, backport the change in
+  ``obj_make_compatible`` (drop a new field, convert a changed one), and
+  update the expected fingerprint in the test.
+* An object that nests another (an ``ObjectField``) lists in
+  ``obj_relationships`` which child version each of its versions carries,
+  from the version that added the field: ``{"lease": (("1.2", "1.0"),)}``.
+  A child bump is a parent bump too: add ``(new parent version, new child
+  version)``. ``to_primitive`` then encodes the child at the version the
+  target parent version shipped with, and leaves the field out of versions
+  older than its first pair.
+* A removed field or an incompatible change needs a new major version, which
+  readers of the old major refuse.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 from tokensvc.errors import UnsupportedVersion, ValidationFailed
-from tokensvc.objects.fields import Field
+from tokensvc.objects.fields import Field, ObjectField
 
 _REGISTRY: dict[str, type[VersionedObject]] = {}
+# Per nested field: (parent version, child version it carries) pairs, oldest first.
+Relationships = Mapping[str, tuple[tuple[str, str], ...]]
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -30,12 +50,13 @@ class VersionedObject:
     VERSION: ClassVar[str]
     VERSIONS: ClassVar[tuple[str, ...]]
     fields: ClassVar[dict[str, Field]]
+    obj_relationships: ClassVar[Relationships] = {}
     _values: dict[str, Any]
     _changed: set[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        assert cls.VERSIONS[-1] == cls.VERSION, f"{cls.__name__}: VERSION must be the newest"
+        _check_declaration(cls)
         _REGISTRY[cls.obj_name()] = cls
 
     def __init__(self, **values: Any) -> None:
@@ -114,17 +135,35 @@ class VersionedObject:
                 f"{self.obj_name()} version {target} is not one of {', '.join(self.VERSIONS)}"
             )
         skip = set(exclude)
-        data = {
-            name: type(self).fields[name].to_primitive(value)
-            for name, value in self._values.items()
-            if name not in skip
-        }
+        data = {}
+        for name, value in self._values.items():
+            if name in skip:
+                continue
+            if name not in self.obj_relationships:
+                data[name] = type(self).fields[name].to_primitive(value)
+            elif (child_version := self.obj_child_version(name, target)) is not None:
+                data[name] = None if value is None else value.to_primitive(child_version)
         if target != self.VERSION:
             self.obj_make_compatible(data, target)
         return {"object": self.obj_name(), "version": target, "data": data}
 
     def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
-        """Backport ``primitive`` (the ``data`` dict) in place; override per version."""
+        """Backport ``primitive`` (the ``data`` dict) in place; override per version.
+
+        Nested objects arrive already backported (see ``obj_relationships``).
+        """
+
+    @classmethod
+    def obj_child_version(cls, name: str, version: str) -> str | None:
+        """The version of the object in field ``name`` that our ``version`` carries.
+
+        None when ``version`` predates the field.
+        """
+        carried = None
+        for parent_version, child_version in cls.obj_relationships[name]:
+            if version_tuple(parent_version) <= version_tuple(version):
+                carried = child_version
+        return carried
 
     @classmethod
     def from_primitive(cls, primitive: Mapping[str, Any]) -> Self:
@@ -155,16 +194,22 @@ class VersionedObject:
         obj.obj_reset_changes()
         return obj
 
-    @classmethod
-    def obj_fingerprint(cls) -> str:
-        return fingerprint(cls.VERSION, cls.fields)
 
-
-def fingerprint(version: str, fields: Mapping[str, Field]) -> str:
-    """``VERSION-md5`` of the field definitions: changes when fields change."""
-    described = repr(sorted((name, field.describe()) for name, field in fields.items()))
-    digest = hashlib.md5(described.encode(), usedforsecurity=False).hexdigest()
-    return f"{version}-{digest}"
+def _check_declaration(cls: type[VersionedObject]) -> None:
+    """What one class can get wrong on its own; the checker compares classes."""
+    name = cls.__name__
+    if cls.VERSIONS[-1] != cls.VERSION:
+        raise TypeError(f"{name}: VERSION must be the newest of VERSIONS")
+    nested = {n for n, field in cls.fields.items() if isinstance(field, ObjectField)}
+    if nested != set(cls.obj_relationships):
+        raise TypeError(f"{name}: obj_relationships must name exactly its nested objects")
+    for field, pairs in cls.obj_relationships.items():
+        if not pairs or any(parent not in cls.VERSIONS for parent, _ in pairs):
+            raise TypeError(f"{name}.{field}: relationships must pair versions of VERSIONS")
+        parents = [version_tuple(parent) for parent, _ in pairs]
+        children = [version_tuple(child) for _, child in pairs]
+        if parents != sorted(set(parents)) or children != sorted(children):
+            raise TypeError(f"{name}.{field}: relationships must be oldest first")
 
 
 def registered_objects() -> dict[str, type[VersionedObject]]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tokensvc import tokens
 from tokensvc.errors import InvalidToken
-from tokensvc.objects.base import VersionedObject, version_tuple
+from tokensvc.objects.base import Relationships, VersionedObject, version_tuple
 from tokensvc.objects.fields import (
     BooleanField,
     DateTimeField,
@@ -41,7 +41,7 @@ class ConsoleConnection(VersionedObject):
     # Version 1.1: added console_type and the read-only connected
     # Version 1.2: added the read-only lease (who holds the port)
     VERSION = "1.2"
-    VERSIONS = ("1.0", "1.1", "1.2")
+    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0", "1.1", "1.2")
 
     fields: ClassVar[dict[str, Field]] = {
         "instance_uuid": UUIDField(),
@@ -55,6 +55,8 @@ class ConsoleConnection(VersionedObject):
         "connected": BooleanField(read_only=True),
         "lease": ObjectField("ConsoleLease", nullable=True, read_only=True),
     }
+    # Which ConsoleLease each version carries; older versions have no lease.
+    obj_relationships: ClassVar[Relationships] = {"lease": (("1.2", "1.0"),)}
 
     instance_uuid: str
     host: str
@@ -68,8 +70,7 @@ class ConsoleConnection(VersionedObject):
     lease: ConsoleLease | None
 
     def obj_make_compatible(self, primitive: dict[str, Any], target_version: str) -> None:
-        if version_tuple(target_version) < (1, 2):
-            primitive.pop("lease", None)
+        # lease (1.2) is left out of older versions by obj_relationships.
         if version_tuple(target_version) < (1, 1):
             primitive.pop("console_type", None)
             primitive.pop("connected", None)

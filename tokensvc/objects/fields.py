@@ -16,8 +16,6 @@ from typing import Any
 
 JSONScalar = str | int | float | bool | None
 _UUID_SHAPE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 class Field:
@@ -142,7 +140,9 @@ class HexField(Field):
 
     def __init__(self, *, length: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.shape = _HEX64 if length == 64 else _HEX32
+        if length < 1:
+            raise ValueError(f"HexField length must be positive, got {length}")
+        self.shape = re.compile(f"[0-9a-f]{{{length}}}")
         self.length = length
 
     def _coerce(self, value: Any) -> str:
@@ -219,7 +219,10 @@ class ScalarDictField(Field):
 
 
 class ObjectField(Field):
-    """A nested versioned object, named so the registry resolves it lazily."""
+    """A nested versioned object, named so the registry resolves it lazily.
+
+    The parent encodes it, at the version its ``obj_relationships`` name.
+    """
 
     def __init__(self, object_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -231,9 +234,6 @@ class ObjectField(Field):
         if not isinstance(value, VersionedObject) or value.obj_name() != self.object_name:
             raise ValueError(f"must be a {self.object_name}")
         return value
-
-    def to_primitive(self, value: Any) -> Any:
-        return None if value is None else value.to_primitive()
 
     def from_primitive(self, value: Any) -> Any:
         from tokensvc.objects.base import VersionedObject

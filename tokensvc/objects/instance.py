@@ -12,7 +12,7 @@ from tokensvc.objects.fields import DateTimeField, Field, StringField, UUIDField
 class Instance(VersionedObject):
     # Version 1.0: uuid, host (the compute host), created_at
     VERSION = "1.0"
-    VERSIONS = ("1.0",)
+    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0",)
 
     fields: ClassVar[dict[str, Field]] = {
         "uuid": UUIDField(),

@@ -15,7 +15,7 @@ CLOSE_REASONS = ("revoked", "rotated", "instance-deleted", "instance-moved", "fo
 class ConsoleLease(VersionedObject):
     # Version 1.0: id, proxy_id, client, since, expires, close_reason
     VERSION = "1.0"
-    VERSIONS = ("1.0",)
+    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0",)
 
     fields: ClassVar[dict[str, Field]] = {
         "id": HexField(length=32),
