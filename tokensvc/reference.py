@@ -282,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("docs", nargs="?", default="docs", type=Path, help="default: ./docs")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
+    if not args.docs.is_dir():
+        parser.error(f"no directory {args.docs}: run this in a checkout of tokensvc")
     generated = rendered()
     if args.check:
         outdated = stale(args.docs, generated)

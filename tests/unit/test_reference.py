@@ -62,3 +62,10 @@ def test_openapi_names_each_routes_roles_and_database_only_routes():
     assert paths["/v1/tokens/connect"]["post"]["x-database-only"] is True
     assert "x-database-only" not in paths["/v1/tokens/validate"]["post"]
     assert "security" not in paths["/healthz"]["get"]
+
+
+def test_outside_a_checkout_it_says_so_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        reference.main([str(tmp_path / "docs")])
+    assert stopped.value.code == 2
+    assert "run this in a checkout of tokensvc" in capsys.readouterr().err
