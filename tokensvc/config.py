@@ -1,6 +1,6 @@
 """Settings from ``TOKENSVC_*`` environment variables: the only place env is read.
 
-Every setting of SPEC section 8 is parsed, typed and validated once, in
+Every setting (README.md, "Settings") is parsed, typed and validated once, in
 :meth:`Settings.from_env`. A bad value raises :class:`ConfigError` whose message
 is one line naming the variable, which the CLI prints before exiting.
 """

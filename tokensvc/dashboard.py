@@ -1,4 +1,4 @@
-"""The RQ dashboard (SPEC section 6): rq-dashboard's own Flask app, for admin keys only.
+"""The RQ dashboard (docs/api.md): rq-dashboard's own Flask app, for admin keys only.
 
 rq-dashboard keeps module-level state (here: every job it loads is JSON, as all jobs
 of tokensvc are), so it runs as an app of its own, which ``create_app`` mounts under ``/rq``.

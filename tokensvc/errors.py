@@ -1,4 +1,4 @@
-"""Every problem type of the service (SPEC section 5), in one place.
+"""Every problem type of the service (docs/api.md, "Problem types"), in one place.
 
 Each exception carries the slug, status and title of its RFC 9457 problem, so
 the storage layer raises what the API answers without knowing about HTTP.

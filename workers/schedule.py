@@ -31,7 +31,7 @@ def periodic_jobs(settings: Settings) -> dict[str, tuple[Callable[..., Any], int
         JOB_IDS[2]: (jobs.reap_leases, settings.lease_ttl),
     }
     if settings.console_tokens_backend == "memcached":
-        # memcached cannot purge (SPEC 7): no job that would fail every cycle.
+        # memcached cannot purge (docs/storage-and-cache.md): no job that would fail every cycle.
         del periodic[PURGE_FAN_OUT]
     return periodic
 

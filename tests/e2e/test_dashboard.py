@@ -1,4 +1,4 @@
-"""The RQ dashboard under /rq (SPEC section 6): admins only, JSON jobs, in a real browser."""
+"""The RQ dashboard under /rq (docs/api.md): admins only, JSON jobs, in a real browser."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP API contract (SPEC section 5) through Flask's test client on MariaDB and Redis."""
+"""The HTTP API contract (docs/api.md) through Flask's test client on MariaDB and Redis."""
 
 from __future__ import annotations
 

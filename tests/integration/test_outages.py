@@ -1,4 +1,4 @@
-"""Outages of the cache tier's backends (SPEC section 3), on real MariaDB and Redis.
+"""Outages of the cache tier's backends (docs/storage-and-cache.md), on real MariaDB and Redis.
 
 Redis stopped and restarted, Redis hanging, the revocation outbox replayed by the
 breaker's half-open probe (in the revoking process, and, xfail, in another one), the
@@ -330,7 +330,7 @@ def test_revocation_during_a_cut_is_applied_by_the_probe_before_the_cache_is_tru
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "SPEC 3 'after a revoke returns, the token never validates again' does not hold "
+        "docs/storage-and-cache.md, 'What this buys': a revoke does not reach every process "
         "across processes: when the revoking process cannot reach Redis, only its own "
         "breaker replays the outbox; another process (another server worker) whose breaker "
         "never opened keeps answering the stale cache entry, for up to CACHE_MAX_TTL while "

@@ -116,8 +116,11 @@ def _operation(op: Operation, services: Services) -> dict[str, Any]:
     responses["default"] = {"description": "Problem (RFC 9457)", "content": problem}
     spec: dict[str, Any] = {"summary": op.summary, "responses": responses}
     if op.roles:
-        spec["security"] = [{"serviceKey": []}]
+        # OpenAPI 3.1 lets a non-OAuth scheme's requirement list role names.
+        spec["security"] = [{"serviceKey": list(op.roles)}]
         spec["description"] = f"Roles: {', '.join(op.roles)}"
+    if op.database_only:
+        spec["x-database-only"] = True  # 501 unsupported-in-backend in memcached mode
     if op.body is not None:
         body = op.body if isinstance(op.body, Body) else op.body(services)
         content = {"application/json": {"schema": _ref(body.name)}}

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models: the tables of SPEC section 2.
+"""SQLAlchemy 2 models: the tables of docs/storage-and-cache.md.
 
 The schema itself is only ever created by alembic (``migrations/``); these
 models must match it exactly (a test compares them with autogenerate).

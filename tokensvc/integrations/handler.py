@@ -3,7 +3,7 @@
 websockify checks the token before the websocket handshake, so a refused user only
 sees a failed HTTP upgrade. This handler completes the handshake first, then checks
 the Origin and the token, takes the console's lease and relays; every refusal is a
-websocket close code the user's browser can show (SPEC section 4).
+websocket close code the user's browser can show (docs/connection-tracking.md).
 """
 
 from __future__ import annotations

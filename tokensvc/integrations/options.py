@@ -1,4 +1,4 @@
-"""What `tokensvc proxy` is told on its command line (SPEC section 8)."""
+"""What `tokensvc proxy` is told on its command line (README.md, "Console proxy")."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from tokensvc.integrations.options import ProxyOptions
 
 log = logging.getLogger("tokensvc.proxy")
 
-# Close codes the proxy sends (SPEC section 4).
+# Close codes the proxy sends (docs/connection-tracking.md).
 INVALID_TOKEN, ORIGIN_REFUSED, CONSOLE_BUSY = 4001, 4003, 4009
 SESSION_REVOKED, SESSION_EXPIRED = 4010, 4011
 TRY_AGAIN_LATER, GOING_AWAY, INTERNAL_ERROR = 1013, 1001, 1011

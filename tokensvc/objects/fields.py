@@ -215,7 +215,8 @@ class ScalarDictField(Field):
 
     def _json_schema(self) -> dict[str, Any]:
         scalar = {"type": ["string", "number", "boolean", "null"]}
-        return {"type": "object", "additionalProperties": scalar}
+        limit = f"at most {self.max_bytes} bytes as JSON"
+        return {"type": "object", "additionalProperties": scalar, "description": limit}
 
 
 class ObjectField(Field):

@@ -1,4 +1,4 @@
-"""Redis cache-aside in front of the database store (SPEC section 3).
+"""Redis cache-aside in front of the database store (docs/storage-and-cache.md).
 
 Writes commit to the database first, then touch Redis; a Redis failure never
 fails a write the database accepted. Revocations leave tombstones and clear

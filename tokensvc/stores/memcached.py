@@ -1,4 +1,4 @@
-"""The deprecated memcached backend (kept for one release; SPEC section 7).
+"""The deprecated memcached backend (kept for one release; docs/storage-and-cache.md).
 
 Token entries live in memcached, keyed by token hash, with the token's TTL;
 memcached may evict them before they expire, which is why this mode is

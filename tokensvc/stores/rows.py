@@ -41,7 +41,7 @@ def console_from_row(row: RowMapping, lease: ConsoleLease | None = None) -> Cons
 
 
 def valid_console(connection: ConsoleConnection) -> ValidConsole:
-    """What validate answers for a live console (SPEC: without connected and lease)."""
+    """What validate answers for a live console (without connected and lease: docs/api.md)."""
     primitive = connection.to_primitive(exclude=VALIDATE_EXCLUDES)
     encoded = json.dumps(primitive, separators=(",", ":")).encode()
     return ValidConsole(connection.console_type, encoded)
