@@ -176,10 +176,15 @@ def _render_problems(problem: Mapping[str, Any], link: Link) -> list[str]:
 
 # -- docs/objects.md -------------------------------------------------------------------------
 def since_versions(cls: type[VersionedObject]) -> dict[str, str]:
-    """Each field's first version: the oldest one whose backport still keeps it."""
+    """Each field's first version: the oldest one whose backport still keeps it (nested
+    objects: the first version that carries a child, ``obj_relationships``)."""
     since: dict[str, str] = {}
     for version in sorted(cls.VERSIONS, key=version_tuple):
-        data = dict.fromkeys(cls.fields)
+        data = {
+            name: None
+            for name in cls.fields
+            if name not in cls.obj_relationships or cls.obj_child_version(name, version)
+        }
         cls().obj_make_compatible(data, version)
         for name in data:
             since.setdefault(name, version)
