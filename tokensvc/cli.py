@@ -22,7 +22,7 @@ from tokensvc.drivers.libvirt import DomainXMLError
 from tokensvc.errors import TokensvcError
 from tokensvc.integrations.options import ProxyOptions
 from tokensvc.objects.console import CONSOLE_TYPES, utcnow
-from tokensvc.registration import register_domain
+from tokensvc.registration import NoConsoles, register_domain
 from workers.cli import purge, scheduler, worker
 
 
@@ -35,11 +35,12 @@ def config_error(exc: ConfigError) -> NoReturn:
 def load_settings(*, may_create_database: bool = False) -> Settings:
     """Settings from the environment; a bad value ends the command with one line."""
     try:
+        settings = Settings.from_env()
         if not may_create_database:
             require_existing_database()
-        return Settings.from_env()
     except ConfigError as exc:
         config_error(exc)
+    return settings
 
 
 # Wide enough that no command's one-line description is cut in `tokensvc --help`.
@@ -203,7 +204,19 @@ def consoles() -> None:
 @click.option("--instance", "instance_uuid", required=True, help="the instance UUID")
 @click.option("--host", "address", required=True, help="console address for 0.0.0.0 listens")
 @click.option("--service-url", required=True, help="base URL of tokensvc")
-@click.option("--key-file", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="file holding a compute key of the instance's host (or an admin key)",
+)
+@click.option(
+    "--access-url",
+    "access_urls",
+    multiple=True,
+    metavar="TYPE=URL",
+    help="the URL users open for consoles of TYPE, {token} where the token goes (repeatable)",
+)
 @click.option("--vnc-tls", is_flag=True, help="VNC uses TLS (set in qemu.conf, not the XML)")
 @click.option("--ttl", type=click.IntRange(min=1), help="token lifetime, seconds")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object per console")
@@ -213,11 +226,17 @@ def consoles_register(
     address: str,
     service_url: str,
     key_file: Path,
+    access_urls: tuple[str, ...],
     vnc_tls: bool,
     ttl: int | None,
     as_json: bool,
 ) -> None:
-    """Register every console of a domain; serial ports share out the next free one."""
+    """Register every console of a domain.
+
+    A console registered again gets a new token (the old one stops working).
+    TCP serial ports of one address are offered together: each run hands out the
+    next free one, so several users can each have a serial console.
+    """
     with Client.from_key_file(service_url, key_file) as client:
         registered = register_domain(
             client,
@@ -226,16 +245,33 @@ def consoles_register(
             address=address,
             vnc_tls=vnc_tls,
             ttl=ttl,
+            access_urls=_access_urls(access_urls),
         )
-    for done in registered:
+    for done, offered in registered:
         data = done.connection
         if as_json:
             shown = {"console_type": data.console_type, "host": data.host, "port": data.port}
             shown |= {"token": done.token, "access_url": done.access_url}
-            click.echo(json.dumps(shown | {"expires_at": done.expires_at.isoformat()}))
-        else:
-            where = done.access_url or f"token {done.token}"
-            click.echo(f"{data.console_type} {data.host}:{data.port} {where}")
+            click.echo(json.dumps(shown | {"expires_at": _timestamp(done.expires_at)}))
+            continue
+        where = done.access_url or f"token {done.token}"
+        click.echo(f"{data.console_type} {data.host}:{data.port} {where}")
+        if len(offered) > 1:
+            ports = ", ".join(map(str, offered))
+            click.echo(f"  (the next free of ports {ports}: another run hands out another)")
+
+
+def _access_urls(given: tuple[str, ...]) -> dict[str, str]:
+    urls = {}
+    for item in given:
+        console_type, sep, url = item.partition("=")
+        if not sep or console_type not in CONSOLE_TYPES or not url:
+            raise click.BadParameter(
+                f"expected TYPE=URL with TYPE one of {', '.join(CONSOLE_TYPES)}, got {item!r}",
+                param_hint="--access-url",
+            )
+        urls[console_type] = url
+    return urls
 
 
 @main.command()
@@ -300,6 +336,6 @@ def run() -> None:
     except TokensvcError as exc:
         click.echo(f"tokensvc: {exc.detail}", err=True)
         sys.exit(1)
-    except DomainXMLError as exc:
+    except (DomainXMLError, NoConsoles) as exc:
         click.echo(f"tokensvc: {exc}", err=True)
         sys.exit(1)

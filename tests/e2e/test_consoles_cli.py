@@ -77,3 +77,46 @@ def test_hostile_domain_xml_is_one_clear_line(production, tmp_path):
         result.stderr.startswith("tokensvc: domain XML refused")
         and "Traceback" not in result.stderr
     )
+
+
+def _register_args(server, tmp_path, instance, domain=DOMAIN):
+    compute = json.loads(
+        server.cli("keys", "create", "--role", "compute", "--host", "compute-9", "--json").stdout
+    )["key"]
+    (tmp_path / "compute.key").write_text(compute + "\n")
+    (tmp_path / "domain.xml").write_text(domain)
+    args = ["consoles", "register", "--domain-xml", str(tmp_path / "domain.xml")]
+    args += ["--instance", instance, "--host", "192.0.2.44", "--service-url", server.url]
+    return [*args, "--key-file", str(tmp_path / "compute.key")]
+
+
+def test_access_urls_per_type_times_in_z_and_serial_batches_said(production, tmp_path):
+    server, admin, _ = production
+    instance = str(uuid.uuid4())
+    server.call("PUT", f"/v1/instances/{instance}", admin, {"host": "compute-9"})
+    args = _register_args(server, tmp_path, instance)
+    novnc = "https://console.example/vnc_lite.html?path=websockify%3Ftoken%3D{token}"
+    as_json = server.cli(*args, "--access-url", f"novnc={novnc}", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    vnc, serial = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert vnc["access_url"] == novnc.replace("{token}", vnc["token"])
+    assert serial["access_url"] is None  # no URL given for serial consoles
+    assert vnc["expires_at"].endswith("Z") and "+00:00" not in as_json.stdout
+    as_text = server.cli(*args).stdout.splitlines()
+    assert (
+        as_text[-1] == "  (the next free of ports 4555, 4556, 4557: another run hands out another)"
+    )
+    bad = server.cli(*args, "--access-url", "telnet=http://x")
+    assert bad.returncode == 2 and "--access-url" in bad.stderr
+
+
+def test_a_domain_without_consoles_is_an_error(production, tmp_path):
+    server, admin, _ = production
+    instance = str(uuid.uuid4())
+    server.call("PUT", f"/v1/instances/{instance}", admin, {"host": "compute-9"})
+    empty = "<domain type='kvm'><name>guest</name><devices/></domain>"
+    result = server.cli(*_register_args(server, tmp_path, instance, empty))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "tokensvc: the domain XML has no console to register (no graphics, no TCP serial)"
+    )
