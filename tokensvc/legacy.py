@@ -67,6 +67,8 @@ def _connection_of(entry: ValidConsole, token_hash: str) -> ConsoleConnection:
     """The console a memcached entry describes, if it is one the backend could have written."""
     try:
         primitive = json.loads(entry.connection_json)  # an object: the envelope is ours
+        # A lone surrogate ("\ud800") is not text: no column and no answer can hold it.
+        json.dumps(primitive, ensure_ascii=False).encode()
         if primitive.get("version") not in ConsoleConnection.VERSIONS:
             raise MalformedEntry("not a ConsoleConnection version this service knows")
         connection = ConsoleConnection.from_primitive(primitive)

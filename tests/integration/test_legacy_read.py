@@ -95,6 +95,8 @@ FORGED: dict[str, Callable[[Api], bytes]] = {
     "expired": changed(expires=PAST),
     "expiry not a date": changed(expires=12345),
     "port a string": changed(port="5900"),
+    "host a lone surrogate": changed(host="\ud800"),
+    "options with a lone surrogate": changed(options={"x": "\udfff"}),
     "host a number": changed(host=5),
     "options a list": changed(options=[1, 2]),
     "missing options": without("options"),
