@@ -4,6 +4,10 @@ rq-dashboard keeps module-level state (here: every job it loads is JSON, as all 
 of tokensvc are), so it runs as an app of its own, which ``create_app`` mounts under ``/rq``.
 A small WSGI layer in front lets in admins only: HTTP Basic whose password is an admin
 service key (the user name is ignored), or ``Authorization: Bearer <admin key>``.
+
+Browsers resend Basic credentials on their own, to any site's requests: so the layer
+also lets state change (requeue, empty, delete, compact: rq-dashboard's POST routes,
+which its own buttons call with ``$.post``) only by a POST from the dashboard's origin.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import rq_dashboard  # type: ignore[import-untyped]
 from flask import Flask
@@ -22,10 +27,18 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 from rq_dashboard import web
 from werkzeug.datastructures import Authorization
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from tokensvc.auth import KeyAuthenticator, bearer_key
-from tokensvc.errors import BackendUnavailable, Forbidden, TokensvcError, Unauthorized, problem
+from tokensvc.errors import (
+    BackendUnavailable,
+    Forbidden,
+    MethodNotAllowed,
+    TokensvcError,
+    Unauthorized,
+    problem,
+)
 from workers.queues import JSONJob, JSONQueue
 
 if TYPE_CHECKING:
@@ -39,6 +52,10 @@ log = logging.getLogger("tokensvc.dashboard")
 def make_dashboard(queue_redis_url: str, authenticator: KeyAuthenticator) -> WSGIApplication:
     """rq-dashboard on the queue Redis, behind the admin-key check."""
     return AdminOnly(_rq_dashboard_app(queue_redis_url), authenticator)
+
+
+# Methods that change nothing; anything else must come from the dashboard's own pages.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _json_only() -> None:
@@ -76,30 +93,55 @@ def _presented_key(authorization: str | None) -> str:
     return bearer_key(authorization)
 
 
-def _cross_site(environ: WSGIEnvironment) -> bool:
-    """A request another site made a browser send (following a link, a GET, is fine)."""
+def _refuse_other_sites(environ: WSGIEnvironment) -> None:
+    """403 for what another site made a browser send; following a link (a GET) is fine."""
+    if environ["REQUEST_METHOD"] not in SAFE_METHODS:
+        if not _same_origin(environ):
+            raise Forbidden("the RQ dashboard changes state only on requests from its own pages")
+        return
     link = environ.get("HTTP_SEC_FETCH_MODE") == "navigate" and environ["REQUEST_METHOD"] == "GET"
-    return environ.get("HTTP_SEC_FETCH_SITE") == "cross-site" and not link
+    if environ.get("HTTP_SEC_FETCH_SITE") == "cross-site" and not link:
+        raise Forbidden("the RQ dashboard refuses cross-site requests other than links")
+
+
+def _same_origin(environ: WSGIEnvironment) -> bool:
+    """The browser says so (Sec-Fetch-Site), or, if it sends none, its Origin is this host."""
+    site: str | None = environ.get("HTTP_SEC_FETCH_SITE")
+    if site is not None:
+        return site == "same-origin"
+    origin = urlsplit(environ.get("HTTP_ORIGIN", ""))
+    host: str = environ.get("HTTP_HOST", "").lower()
+    return origin.scheme in ("http", "https") and bool(host) and origin.netloc.lower() == host
 
 
 class AdminOnly:
-    """WSGI middleware: 401 without a usable key, 403 for other roles, 503 if undecidable."""
+    """WSGI middleware: 401 without a usable key, 403 for other roles or other sites'
+    requests, 405 for a GET to a route that changes state, 503 if undecidable."""
 
-    def __init__(self, app: WSGIApplication, authenticator: KeyAuthenticator) -> None:
+    def __init__(self, app: Flask, authenticator: KeyAuthenticator) -> None:
         self.app = app
         self.authenticator = authenticator
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            if _cross_site(environ):
-                # Browsers resend Basic credentials on their own: no forged jobs actions.
-                raise Forbidden("the RQ dashboard refuses cross-site requests other than links")
+            _refuse_other_sites(environ)
             key = self.authenticator.authenticate(_presented_key(environ.get("HTTP_AUTHORIZATION")))
             if key.role != "admin":
                 raise Forbidden(f"the RQ dashboard needs the admin role, not {key.role}")
+            if environ["REQUEST_METHOD"] in SAFE_METHODS and self._changes_state(environ):
+                # rq-dashboard requeues on a GET too: a link or an <img> must not.
+                raise MethodNotAllowed("this RQ dashboard action needs a POST from its own page")
         except TokensvcError as error:
             return _refusal(error, environ)(environ, start_response)
         return self.app(environ, start_response)
+
+    def _changes_state(self, environ: WSGIEnvironment) -> bool:
+        """Whether the path is one of rq-dashboard's actions: the routes it answers POST on."""
+        try:
+            self.app.url_map.bind_to_environ(environ).match(method="POST")
+        except HTTPException:  # not found, GET only, or a redirect (RequestRedirect)
+            return False
+        return True
 
 
 def _refusal(error: TokensvcError, environ: WSGIEnvironment) -> Response:
@@ -113,4 +155,6 @@ def _refusal(error: TokensvcError, environ: WSGIEnvironment) -> Response:
         response.headers["WWW-Authenticate"] = 'Basic realm="tokensvc"'
     if isinstance(error, BackendUnavailable):
         response.headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = "POST"
     return response

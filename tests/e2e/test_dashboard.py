@@ -39,6 +39,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHALLENGE = 'Basic realm="tokensvc"'
 GENERATE = "tokensvc.tokens.generate_token"
+# What a browser adds to the dashboard's own XHRs (jQuery's $.post).
+OWN_PAGE = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
 
 
 def basic(password: str, user: str = "admin") -> dict[str, str]:
@@ -63,7 +65,8 @@ class Dashboard:
         return self.client.get(path, headers=bearer(key if key is not None else self.admin))
 
     def post(self, path: str) -> Any:
-        return self.client.post(path, headers=bearer(self.admin))
+        """A POST as the dashboard's own buttons send it (from its own origin)."""
+        return self.client.post(path, headers=bearer(self.admin) | OWN_PAGE)
 
 
 @pytest.fixture
@@ -278,10 +281,100 @@ def test_actions_only_from_the_dashboard_itself(dashboard: Dashboard) -> None:
     link = {**basic(dashboard.admin), "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     assert dashboard.client.get("/rq/", headers=link).status_code == 200
     # The dashboard's own buttons (same origin) work.
-    own = {**basic(dashboard.admin), "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
-    answer = dashboard.client.post(empty, headers=own)
+    answer = dashboard.client.post(empty, headers=basic(dashboard.admin) | OWN_PAGE)
     assert (answer.status_code, answer.get_json()) == (200, {"status": "OK"})
     assert jobs.count == 0
+
+
+def failed_job(dashboard: Dashboard) -> JSONQueue:
+    """The queue, with one job in its failed registry."""
+    jobs = queue(dashboard.queue_redis)
+    jobs.enqueue("builtins.int", "not-a-number")
+    SimpleWorker(
+        [jobs],
+        connection=dashboard.queue_redis,
+        serializer=JSONSerializer,
+        job_class=JSONJob,
+        queue_class=JSONQueue,
+    ).work(burst=True, max_jobs=1)
+    assert (jobs.count, jobs.failed_job_registry.count) == (0, 1)
+    return jobs
+
+
+ACTIONS = [
+    f"/rq/requeue/{QUEUE_NAME}",
+    f"/rq/queue/{QUEUE_NAME}/queued/empty",
+    f"/rq/queue/{QUEUE_NAME}/failed/empty",
+    f"/rq/queue/{QUEUE_NAME}/compact",
+    "/rq/job/0123456789abcdef/requeue",
+    "/rq/job/0123456789abcdef/delete",
+]
+
+
+@pytest.mark.parametrize("path", ACTIONS)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_actions_are_never_a_get(dashboard: Dashboard, path: str, method: str) -> None:
+    """A link, an <img> or a typed URL changes nothing: 405, whoever sends it."""
+    jobs = failed_job(dashboard)
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    for site in ({}, OWN_PAGE, link):
+        answer = dashboard.client.open(path, method=method, headers=bearer(dashboard.admin) | site)
+        if site is link and method == "HEAD":  # no link makes a HEAD: refused as cross-site
+            assert answer.status_code == 403
+            continue
+        assert answer.status_code == 405
+        assert answer.headers["Allow"] == "POST"
+        if method == "GET":
+            assert answer.get_json()["type"] == "/problems/method-not-allowed"
+    assert (jobs.count, jobs.failed_job_registry.count) == (0, 1)
+    # Pages and data stay readable by a GET.
+    for page in ("/rq/", f"/rq/0/view/jobs/{QUEUE_NAME}/failed/8/asc/1", "/rq/0/data/queues.json"):
+        assert dashboard.get(page).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://localhost.evil.example"},
+        {"Origin": "localhost"},
+        {"Referer": "http://localhost/rq/"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "none", "Origin": "http://localhost"},
+        {"Sec-Fetch-Site": "cross-site", "Origin": "http://localhost"},
+    ],
+    ids=lambda headers: " ".join(f"{k}={v}" for k, v in headers.items()) or "none",
+)
+def test_a_post_from_elsewhere_is_403(dashboard: Dashboard, headers: dict[str, str]) -> None:
+    jobs = failed_job(dashboard)
+    answer = dashboard.client.post(
+        f"/rq/requeue/{QUEUE_NAME}", headers=basic(dashboard.admin) | headers
+    )
+    assert answer.status_code == 403
+    assert answer.get_json()["type"] == "/problems/forbidden"
+    assert (jobs.count, jobs.failed_job_registry.count) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [OWN_PAGE, {"Origin": "http://localhost"}, {"Origin": "https://LOCALHOST"}],
+    ids=["sec-fetch-site", "origin", "origin-https"],
+)
+def test_a_post_from_the_dashboard_requeues(dashboard: Dashboard, headers: dict[str, str]) -> None:
+    """Browsers without Sec-Fetch-* still send Origin on a POST: its host must be ours."""
+    jobs = failed_job(dashboard)
+    answer = dashboard.client.post(
+        f"/rq/requeue/{QUEUE_NAME}", headers=basic(dashboard.admin) | headers
+    )
+    assert (answer.status_code, answer.get_json()) == (200, {"status": "OK", "count": 1})
+    assert (jobs.count, jobs.failed_job_registry.count) == (1, 0)
+
+
+def test_a_post_from_elsewhere_without_a_key_is_still_403(dashboard: Dashboard) -> None:
+    answer = dashboard.client.post(f"/rq/requeue/{QUEUE_NAME}", headers={"Origin": "http://x"})
+    assert answer.status_code == 403
 
 
 def test_database_down_is_503(dashboard: Dashboard, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,6 +536,70 @@ def test_dashboard_in_a_browser(chromium: Path, served: Served, tmp_path: Path) 
         body = (By.TAG_NAME, "body")
         WebDriverWait(driver, 30).until(lambda d: call in d.find_element(*body).text)
         assert job.id in driver.page_source
+    finally:
+        driver.quit()
+    assert served.admin not in served.server.log.read_text()
+
+
+def confirm(driver: Any, button: str) -> None:
+    """Click one of the dashboard's action buttons and its confirmation dialog's yes."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 30)
+    wait.until(ec.element_to_be_clickable((By.ID, button))).click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirmation-modal-yes"))).click()
+
+
+def test_dashboard_buttons_in_a_browser(chromium: Path, served: Served, tmp_path: Path) -> None:
+    """Its own buttons POST from its own page and work; another page's form or link does not."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    jobs = queue(served.queue_redis)
+    jobs.empty()
+    jobs.enqueue("builtins.int", "not-a-number")
+    SimpleWorker(
+        [jobs],
+        connection=served.queue_redis,
+        serializer=JSONSerializer,
+        job_class=JSONJob,
+        queue_class=JSONQueue,
+    ).work(burst=True, max_jobs=1)
+    failed = jobs.failed_job_registry
+    assert (jobs.count, failed.count) == (0, 1)
+    requeue = f"{served.server.url}/rq/requeue/{QUEUE_NAME}"
+    driver = headless(chromium, tmp_path / "profile")
+    try:
+        # The admin key on every request, as a browser resends remembered Basic credentials.
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd(
+            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Bearer {served.admin}"}}
+        )
+        # Another page's form (an opaque origin) posting to the action: refused.
+        form = (
+            f"<form method=post action='{requeue}'></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+        driver.get(f"data:text/html,{form}")
+        answered = WebDriverWait(driver, 30).until(lambda d: statuses(d, requeue))
+        assert set(answered) == {403}
+        assert (jobs.count, failed.count) == (0, 1)
+        # A link or a typed URL (a top-level GET): refused too.
+        driver.get(requeue)
+        assert set(statuses(driver, requeue)) == {405}
+        assert (jobs.count, failed.count) == (0, 1)
+
+        # The failed jobs page's "Requeue All" button.
+        driver.get(f"{served.server.url}/rq/0/view/jobs/{QUEUE_NAME}/failed/8/asc/1")
+        confirm(driver, "requeue-all-btn")
+        WebDriverWait(driver, 30).until(lambda d: (jobs.count, failed.count) == (1, 0))
+        assert set(statuses(driver, requeue)) == {200}
+
+        # The queued jobs page's "Empty queue" button.
+        driver.get(f"{served.server.url}/rq/0/view/jobs/{QUEUE_NAME}/queued/8/asc/1")
+        confirm(driver, "empty-btn")
+        WebDriverWait(driver, 30).until(lambda d: jobs.count == 0)
     finally:
         driver.quit()
     assert served.admin not in served.server.log.read_text()

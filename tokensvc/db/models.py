@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -60,6 +61,27 @@ class JSONText(TypeDecorator[dict[str, Any]]):
         return None if value is None else json.loads(value)
 
 
+def exact_collation(dialect: Dialect) -> str:
+    """MySQL's binary collation without trailing-space padding (``utf8mb4_bin`` pads)."""
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
+class IdString(TypeDecorator[str]):
+    """A host name or proxy id, compared byte for byte.
+
+    MySQL's default collations ignore case and trailing spaces, so a key for ``PROXY-Q``
+    would act on ``proxy-q``'s rows. SQLite's default (BINARY) is already exact.
+    """
+
+    impl = String(255)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(String(255, collation=exact_collation(dialect)))
+        return dialect.type_descriptor(String(255))
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -69,7 +91,7 @@ class InstanceRow(Base):
 
     uuid: Mapped[str] = mapped_column(CHAR(36), primary_key=True)
     # The compute host that runs the instance (what compute keys are scoped to).
-    host: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(IdString())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
@@ -82,10 +104,10 @@ class ConsoleConnectionRow(Base):
         CHAR(36), ForeignKey("instances.uuid", ondelete="CASCADE"), primary_key=True
     )
     # The address the proxy dials, not the compute host.
-    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(IdString(), primary_key=True)
     port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     # Copied from instances.host at registration; a move revokes, so never stale.
-    compute_host: Mapped[str] = mapped_column(String(255))
+    compute_host: Mapped[str] = mapped_column(IdString())
     token_hash: Mapped[str | None] = mapped_column(CHAR(64), unique=True)
     access_url: Mapped[str | None] = mapped_column(String(255))
     options: Mapped[dict[str, Any]] = mapped_column(JSONText())
@@ -102,8 +124,8 @@ class ServiceKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(CHAR(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     # compute keys: the compute host they manage; proxy keys: optionally one proxy_id.
-    host: Mapped[str | None] = mapped_column(String(255))
-    proxy_id: Mapped[str | None] = mapped_column(String(255))
+    host: Mapped[str | None] = mapped_column(IdString())
+    proxy_id: Mapped[str | None] = mapped_column(IdString())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -126,10 +148,10 @@ class LeaseRow(Base):
     __tablename__ = "console_leases"
 
     instance_uuid: Mapped[str] = mapped_column(CHAR(36), primary_key=True)
-    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(IdString(), primary_key=True)
     port: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     id: Mapped[str] = mapped_column(CHAR(32), unique=True)
-    proxy_id: Mapped[str] = mapped_column(String(255), index=True)
+    proxy_id: Mapped[str] = mapped_column(IdString(), index=True)
     client: Mapped[str | None] = mapped_column(String(255))
     since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires: Mapped[dt.datetime] = mapped_column(UTCDateTime())

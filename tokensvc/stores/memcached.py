@@ -9,6 +9,7 @@ correct even after an eviction. Not compatible with Nova's consoleauth entries.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -23,6 +24,8 @@ from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidCon
 from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.entries import decode_entry, encode_entry
 from tokensvc.stores.rows import valid_console
+
+log = logging.getLogger(__name__)
 
 
 def make_client(servers: Sequence[tuple[str, int]], timeout: float) -> HashClient:
@@ -58,9 +61,19 @@ class MemcachedEntries:
         self.client = client
 
     def get(self, token_hash: str) -> ValidConsole | None:
+        """The entry under ``token_hash``; None if there is none or it is not an entry.
+
+        memcached has no authentication, so what is found may be anything.
+        """
         with _reachable():
             value = self.client.get(keys.memcached_key(token_hash))
-        return None if value is None else decode_entry(value)
+        if value is None:
+            return None
+        try:
+            return decode_entry(value)
+        except ValueError:  # too few lines, or a type line that is not UTF-8
+            log.warning("ignored a memcached value that is not a console entry")
+            return None
 
     def put(self, connection: ConsoleConnection) -> None:
         assert connection.token_hash is not None
