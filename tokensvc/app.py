@@ -26,6 +26,7 @@ from tokensvc.errors import (
     UnsupportedMediaType,
     problem,
 )
+from tokensvc.metrics import UNMATCHED_ROUTE, method_label, status_label
 from tokensvc.services import Services
 
 log = logging.getLogger("tokensvc.api")
@@ -75,8 +76,9 @@ def problem_response(error: TokensvcError) -> Response:
     response = jsonify(problem(error, instance=request.path, request_id=request_id))
     response.status_code = error.status
     response.mimetype = "application/problem+json"
-    if isinstance(error, BackendUnavailable):
-        response.headers["Retry-After"] = str(error.retry_after)
+    retry_after = getattr(error, "retry_after", None)  # 503 and 429 say when to come back
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -117,9 +119,10 @@ def _register_request_hooks(app: Flask, services: Services) -> None:
 
     @app.after_request
     def finish(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
         elapsed = time.perf_counter() - g.started
-        latency.labels(route, request.method, str(response.status_code)).observe(elapsed)
+        labels = (route, method_label(request.method), status_label(response.status_code))
+        latency.labels(*labels).observe(elapsed)
         response.headers["X-Request-Id"] = g.request_id
         if services.memcached_backend:
             response.headers.update(DEPRECATION_HEADERS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -16,9 +17,14 @@ from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from tokensvc.networks import IPNetwork, parse_networks
+
 PREFIX = "TOKENSVC_"
 Backend = Literal["database", "memcached"]
 BACKENDS: tuple[Backend, ...] = ("database", "memcached")
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -75,19 +81,30 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"must be true or false, got {raw!r}")
 
 
-def _backend(raw: str) -> Backend:
-    value = raw.strip().lower()
-    for backend in BACKENDS:
-        if value == backend:
-            return backend
-    raise ValueError(f"must be one of {', '.join(BACKENDS)}, got {raw!r}")
+def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[str], Any]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    return parse_networks(raw.split(","))
+
+
+def _redacted(raw: str) -> str:
+    """A URL as an error message may show it: any password replaced by ``***``."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", raw.strip())
 
 
 def _database_url(raw: str) -> str:
     try:
         url = make_url(raw.strip())
-    except ArgumentError as exc:
-        raise ValueError(f"cannot parse database URL ({exc})") from None
+    except (ArgumentError, ValueError):
+        raise ValueError(f"cannot parse database URL {_redacted(raw)!r}") from None
     if url.get_backend_name() not in ("sqlite", "mysql", "mariadb"):
         raise ValueError(f"unsupported database {url.get_backend_name()!r} (sqlite, mysql)")
     return url.render_as_string(hide_password=False)
@@ -96,14 +113,14 @@ def _database_url(raw: str) -> str:
 def _redis_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in REDIS_SCHEMES:
-        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {raw!r}")
+        raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {_redacted(raw)!r}")
     if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"has no host: {raw!r}")
+        raise ValueError(f"has no host: {_redacted(raw)!r}")
     try:
         _ = parts.port
         _redis_db(parts)
     except ValueError as exc:
-        raise ValueError(f"cannot parse {raw!r} ({exc})") from None
+        raise ValueError(f"cannot parse {_redacted(raw)!r} ({exc})") from None
     return raw.strip()
 
 
@@ -187,6 +204,18 @@ class Settings:
     # Seconds a client has to send a request's headers, and an idle keep-alive connection
     # lives: half-sent requests and idle sockets are dropped after it.
     header_timeout: float = 5.0
+    # Console addresses allowed although loopback, link-local, unspecified or multicast
+    # (tokensvc/networks.py): none by default.
+    console_networks: tuple[IPNetwork, ...] = ()
+    log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    # Per client address and window: failed key checks, and invalid-token answers, before
+    # 429 (0: no limit). A shared count in Redis when there is one, else per process.
+    rate_limit_window: int = 10
+    failed_auth_limit: int = 50
+    invalid_token_limit: int = 500
+    # Longest a proxy's close feed call waits for a close before it answers empty.
+    close_feed_wait: float = 20.0
 
     def __post_init__(self) -> None:
         if self.token_ttl > self.max_token_ttl:
@@ -225,7 +254,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _database_url,
     "redis_url": _redis_url,
     "queue_redis_url": _redis_url,
-    "console_tokens_backend": _backend,
+    "console_tokens_backend": _choice(BACKENDS),
     "memcached_servers": _memcached_servers,
     "legacy_memcached_read": _bool,
     "token_ttl": _int(1),
@@ -246,4 +275,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "threads": _int(1, 256),
     "max_connections": _int(16, 65536),
     "header_timeout": _float(0.001, 60),
+    "console_networks": _networks,
+    "log_level": _choice(LOG_LEVELS, upper=True),
+    "log_format": _choice(LOG_FORMATS),
+    "rate_limit_window": _int(1, 3600),
+    "failed_auth_limit": _int(0),
+    "invalid_token_limit": _int(0),
+    "close_feed_wait": _float(0, 60),
 }

@@ -79,6 +79,16 @@ class UnsupportedMediaType(TokensvcError):
     slug, status, title = "unsupported-media-type", 415, "Unsupported media type"
 
 
+class TooManyRequests(TokensvcError):
+    """Too many failed key checks or invalid tokens from one client address."""
+
+    slug, status, title = "too-many-requests", 429, "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class UnsupportedInBackend(TokensvcError):
     slug, status, title = "unsupported-in-backend", 501, "Not supported by this backend"
 
@@ -112,6 +122,7 @@ PROBLEM_TYPES: tuple[type[TokensvcError], ...] = (
     NotAcceptable,
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests,
     UnsupportedInBackend,
     BackendUnavailable,
 )

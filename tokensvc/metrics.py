@@ -19,6 +19,19 @@ from prometheus_client import (
 )
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Every label value comes from a bounded set: a label spelled as the client sent it
+# (a 60 KB method name, a path per token) would grow the series, and under
+# PROMETHEUS_MULTIPROC_DIR the sample files, without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else "other"
 
 
 class Metrics:

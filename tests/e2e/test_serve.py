@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import stat
 
 import pytest
@@ -121,3 +122,17 @@ def test_an_existing_admin_key_file_is_never_overwritten(tmp_path):
         assert answer.status_code == 404  # the key works: the instance is just unknown
     finally:
         server.stop()
+
+
+def test_metrics_labels_stay_bounded_whatever_the_method(production):
+    """A method is a label only if it is one of HTTP's own: sent names would grow /metrics."""
+    server, admin, _ = production
+    sent = [f"X{n}{'Q' * 4000}" for n in range(20)]
+    for method in sent:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(f"{method} /v1/leases HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(65536)
+    text = server.call("GET", "/metrics", admin).text
+    assert 'method="other"' in text  # the requests were counted, as one label
+    assert not any(method in text for method in sent)
+    assert len(text) < 200_000
