@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import redis
 
-from bench import data, idle, report, scenarios
+from bench import data, idle, report, revocation, scenarios
 from bench.load import Load, Result
 from bench.processes import REPO, SERVERS, memcached_server, redis_server, worker, wsgi_server
 from tokensvc.config import Settings
@@ -34,6 +34,7 @@ class Size:
     connect: int
     memcached: int
     purge_rows: int
+    sessions: int  # live sessions whose tokens the revocation row revokes
 
 
 FULL = Size(
@@ -44,9 +45,17 @@ FULL = Size(
     connect=4_000,
     memcached=2_000,
     purge_rows=1_000_000,
+    sessions=100,
 )
 QUICK = Size(
-    duration=2, rounds=1, hot=2_000, cold=10_000, connect=500, memcached=200, purge_rows=20_000
+    duration=2,
+    rounds=1,
+    hot=2_000,
+    cold=10_000,
+    connect=500,
+    memcached=200,
+    purge_rows=20_000,
+    sessions=10,
 )
 
 
@@ -64,6 +73,11 @@ class Run:
 
     def settings(self, database: str, redis_url: str | None) -> dict[str, str]:
         env = {"TOKENSVC_DATABASE_URL": database, "TOKENSVC_CACHE_MAX_TTL": "7200"}
+        # The revocation row's console listens on loopback.
+        env["TOKENSVC_CONSOLE_NETWORKS"] = revocation.LOOPBACK
+        # Row g floods invalid tokens from one address to measure the negative cache; with
+        # the failed-attempt limit on it would measure 429 answers after the first 500.
+        env["TOKENSVC_INVALID_TOKEN_LIMIT"] = "0"  # noqa: S105 (a setting, not a secret)
         return env | ({"TOKENSVC_REDIS_URL": redis_url} if redis_url else {})
 
 
@@ -86,6 +100,7 @@ class Run:
 @click.option("--duration", type=int, help="seconds per row and round (overrides the mode)")
 @click.option("--rounds", type=int, help="rounds (overrides the mode)")
 @click.option("--purge-rows", type=int, help="expired rows the worker purges (overrides the mode)")
+@click.option("--sessions", type=int, help="sessions the revocation row revokes (overrides)")
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -101,6 +116,7 @@ def main(
     duration: int | None,
     rounds: int | None,
     purge_rows: int | None,
+    sessions: int | None,
     output: Path,
 ) -> None:
     size = QUICK if quick else FULL
@@ -109,6 +125,7 @@ def main(
         duration=duration or size.duration,
         rounds=rounds or size.rounds,
         purge_rows=purge_rows or size.purge_rows,
+        sessions=sessions or size.sessions,
     )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
@@ -154,6 +171,8 @@ def measure(run: Run, kinds: list[str]) -> list[report.Summary]:
                     summaries.append(purge_under_load(run, servers, fixtures, database, redis_url))
                 if n == 0 and run.wants("idle"):
                     summaries.append(idle_sockets(run, servers, fixtures))
+                if n == 0 and run.wants("revoke"):
+                    run.extra |= revocation_lag(run, servers, fixtures)
         return summaries
 
 
@@ -238,6 +257,20 @@ def idle_sockets(run: Run, servers: scenarios.Servers, fx: scenarios.Fixtures) -
     summary, extra = idle.validate_with_idle_sockets(servers.cache, validate, load, run.size.rounds)
     run.extra |= extra
     return summary
+
+
+def revocation_lag(
+    run: Run, servers: scenarios.Servers, fx: scenarios.Fixtures
+) -> dict[str, float]:
+    """The close feed: revoke to close frame, through one proxy (numbers, not a wrk row)."""
+    key_file = run.directory / "revocation-proxy.key"
+    key_file.write_text(fx.keys.proxy + "\n")
+    key_file.chmod(0o600)
+    sessions = run.size.sessions
+    with_redis = revocation.measure(servers.cache, fx.keys.admin, key_file, sessions)
+    # Without Redis nobody publishes: the waiting call polls the database.
+    polled = revocation.measure(servers.database, fx.keys.admin, key_file, sessions)
+    return with_redis | {f"{k}_database_only": v for k, v in polled.items() if "lag" in k}
 
 
 def purge_under_load(

@@ -74,6 +74,9 @@ def targets(rows: dict[str, Summary], extra: dict[str, float]) -> list[Target]:
     if "validate_p99_idle_sockets_ms" in extra:
         held = extra["validate_p99_idle_sockets_ms"]
         found.append(Target("validate p99 ms, 400 idle sockets held", held, 500, False))
+    if "revocation_lag_p99_ms" in extra:
+        lag = extra["revocation_lag_p99_ms"]
+        found.append(Target("revocation lag p99 ms (revoke to 4010)", lag, 1000, False))
     if "redis_bytes_per_token" in extra:
         found.append(Target("Redis bytes per token", extra["redis_bytes_per_token"], 512, False))
     return found

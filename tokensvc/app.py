@@ -64,7 +64,9 @@ def create_app(config: Settings | None = None) -> Flask:
     _register_request_hooks(app, services)
     if settings.queue_redis_url is not None:
         # rq-dashboard keeps module-level state: it is an app of its own, mounted here.
-        dashboard = make_dashboard(settings.queue_redis_url, services.authenticator)
+        dashboard = make_dashboard(
+            settings.queue_redis_url, services.authenticator, services.limiter
+        )
         app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/rq": dashboard})  # type: ignore[method-assign]
     if not services.memcached_backend:  # (whose answers carry deprecation headers)
         app.wsgi_app = ValidateHotPath(app.wsgi_app, services)  # type: ignore[method-assign]

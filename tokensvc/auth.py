@@ -60,7 +60,11 @@ class KeyAuthenticator:
         self._database_down_until = 0.0
         self.max_entries = max_entries
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[ServiceKey | None, float]] = OrderedDict()
+        # Found keys and unknown ones are cached apart, each bounded on its own: a flood
+        # of random keys churns only the unknown ones, so it never pushes a real key out
+        # (whose stale answer is what serves while the database is down).
+        self._found: OrderedDict[str, tuple[ServiceKey | None, float]] = OrderedDict()
+        self._unknown: OrderedDict[str, tuple[ServiceKey | None, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def authenticate(self, key: str) -> ServiceKey:
@@ -72,7 +76,7 @@ class KeyAuthenticator:
     def _lookup(self, key_hash: str) -> ServiceKey | None:
         now = self._clock()
         with self._lock:
-            cached = self._cache.get(key_hash)
+            cached = self._found.get(key_hash) or self._unknown.get(key_hash)
         if cached is not None and now - cached[1] < self.ttl:
             return cached[0]
         if now < self._database_down_until:  # do not pay a timeout per request
@@ -82,12 +86,19 @@ class KeyAuthenticator:
         except SQLAlchemyError:
             self._database_down_until = self._clock() + self.retry_after
             return self._stale(cached, now)
-        with self._lock:
-            self._cache[key_hash] = (found, now)
-            self._cache.move_to_end(key_hash)
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
+        self._remember(key_hash, found, now)
         return found
+
+    def _remember(self, key_hash: str, found: ServiceKey | None, now: float) -> None:
+        cache, other = (
+            (self._unknown, self._found) if found is None else (self._found, self._unknown)
+        )
+        with self._lock:
+            other.pop(key_hash, None)  # (a key deleted, or created, since)
+            cache[key_hash] = (found, now)
+            cache.move_to_end(key_hash)
+            while len(cache) > self.max_entries:
+                cache.popitem(last=False)
 
     def _stale(
         self, cached: tuple[ServiceKey | None, float] | None, now: float

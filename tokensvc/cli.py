@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import BinaryIO, NoReturn
@@ -20,7 +19,7 @@ from tokensvc.db.engine import make_engine
 from tokensvc.db.service_keys import ROLES, ServiceKeyStore
 from tokensvc.drivers.libvirt import DomainXMLError
 from tokensvc.errors import TokensvcError
-from tokensvc.integrations.options import ProxyOptions
+from tokensvc.integrations.command import proxy
 from tokensvc.objects.console import CONSOLE_TYPES, utcnow
 from tokensvc.registration import NoConsoles, register_domain
 from workers.cli import purge, scheduler, worker
@@ -274,58 +273,9 @@ def _access_urls(given: tuple[str, ...]) -> dict[str, str]:
     return urls
 
 
-@main.command()
-@click.option("--listen", required=True, help="HOST:PORT to accept websocket clients on")
-@click.option("--service-url", required=True, help="base URL of tokensvc")
-@click.option("--key-file", required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--proxy-id", help="default: <hostname>:<listen port>, stable across restarts")
-@click.option("--console-type", type=click.Choice(CONSOLE_TYPES))
-@click.option("--allowed-origin", "allowed_origins", multiple=True, help="repeatable")
-@click.option("--web", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def proxy(
-    listen: str,
-    service_url: str,
-    key_file: Path,
-    proxy_id: str | None,
-    console_type: str | None,
-    allowed_origins: tuple[str, ...],
-    web: Path | None,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    ca_file: Path | None,
-) -> None:
-    """Console proxy (websockify): validates tokens, holds leases.
-
-    It tracks who is on which console and relays until the session ends.
-    """
-    from tokensvc.integrations import proxy as console_proxy
-
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
-    if (tls_cert is None) != (tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
-    options = ProxyOptions(
-        listen_host=host.strip("[]"),
-        listen_port=int(port),
-        service_url=service_url,
-        key_file=key_file,
-        proxy_id=proxy_id or f"{socket.gethostname()}:{port}",
-        console_type=console_type,
-        allowed_origins=allowed_origins,
-        web=web,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        ca_file=ca_file,
-    )
-    console_proxy.run(options)
-
-
-# The expiry commands live with the workers; `tokensvc` carries them all.
-for _command in (worker, scheduler, purge):
+# The expiry commands live with the workers, the proxy's with the proxy; `tokensvc`
+# carries them all.
+for _command in (worker, scheduler, purge, proxy):
     main.add_command(_command)
 
 

@@ -150,6 +150,17 @@ class Client:
         """``{"renewed": N, "close": [{"lease_id", "reason"}]}``."""
         return self._request("POST", f"/v1/proxies/{_seg(proxy_id)}/heartbeat")
 
+    def close_feed(
+        self, proxy_id: str, cursor: str | None = None, wait: float = 0.0
+    ) -> dict[str, Any]:
+        """``{"close": [...], "cursor", "busy"}``: once the closes differ from ``cursor``.
+
+        The call waits up to ``wait`` seconds (the service caps it); give the client a
+        ``timeout`` above that. ``busy``: the service could not wait, pause before asking.
+        """
+        query = urlencode(_given(cursor=cursor, wait=f"{wait:g}"))
+        return self._request("GET", f"/v1/proxies/{_seg(proxy_id)}/closes?{query}")
+
     def reset_proxy(self, proxy_id: str) -> None:
         self._request("DELETE", f"/v1/proxies/{_seg(proxy_id)}/leases")
 

@@ -32,7 +32,6 @@ from werkzeug.wrappers import Response
 
 from tokensvc.auth import KeyAuthenticator, bearer_key
 from tokensvc.errors import (
-    BackendUnavailable,
     Forbidden,
     MethodNotAllowed,
     TokensvcError,
@@ -46,12 +45,16 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from tokensvc.ratelimit import RateLimiter
+
 log = logging.getLogger("tokensvc.dashboard")
 
 
-def make_dashboard(queue_redis_url: str, authenticator: KeyAuthenticator) -> WSGIApplication:
+def make_dashboard(
+    queue_redis_url: str, authenticator: KeyAuthenticator, limiter: RateLimiter
+) -> WSGIApplication:
     """rq-dashboard on the queue Redis, behind the admin-key check."""
-    return AdminOnly(_rq_dashboard_app(queue_redis_url), authenticator)
+    return AdminOnly(_rq_dashboard_app(queue_redis_url), authenticator, limiter)
 
 
 # Methods that change nothing; anything else must come from the dashboard's own pages.
@@ -118,14 +121,19 @@ class AdminOnly:
     """WSGI middleware: 401 without a usable key, 403 for other roles or other sites'
     requests, 405 for a GET to a route that changes state, 503 if undecidable."""
 
-    def __init__(self, app: Flask, authenticator: KeyAuthenticator) -> None:
+    def __init__(self, app: Flask, authenticator: KeyAuthenticator, limiter: RateLimiter) -> None:
         self.app = app
         self.authenticator = authenticator
+        self.limiter = limiter  # failed key checks count as on the API (429 over the limit)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             _refuse_other_sites(environ)
-            key = self.authenticator.authenticate(_presented_key(environ.get("HTTP_AUTHORIZATION")))
+            key = self.limiter.authenticate(
+                self.authenticator,
+                lambda: _presented_key(environ.get("HTTP_AUTHORIZATION")),
+                environ.get("REMOTE_ADDR") or "",
+            )
             if key.role != "admin":
                 raise Forbidden(f"the RQ dashboard needs the admin role, not {key.role}")
             if environ["REQUEST_METHOD"] in SAFE_METHODS and self._changes_state(environ):
@@ -153,8 +161,9 @@ def _refusal(error: TokensvcError, environ: WSGIEnvironment) -> Response:
     response.headers.update({"X-Request-Id": request_id, "Cache-Control": "no-store"})
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = 'Basic realm="tokensvc"'
-    if isinstance(error, BackendUnavailable):
-        response.headers["Retry-After"] = str(error.retry_after)
+    retry_after = getattr(error, "retry_after", None)  # 503 and 429 say when to come back
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     if isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = "POST"
     return response

@@ -41,3 +41,23 @@ def refusal(address: IPAddress, allowed: tuple[IPNetwork, ...]) -> str | None:
         if getattr(address, f"is_{kind}"):
             return f"{address} is a {kind.replace('_', '-')} address"
     return None
+
+
+# RFC 6761 §6.3: these names are loopback wherever they are resolved.
+_LOOPBACKS = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def host_refusal(host: str, allowed: tuple[IPNetwork, ...]) -> str | None:
+    """``refusal`` for a console ``host`` as registered: an IP literal or a name.
+
+    Names other than ``localhost`` are resolved, and checked, by the proxy.
+    """
+    try:
+        return refusal(ipaddress.ip_address(host), allowed)
+    except ValueError:
+        pass
+    name = host.rstrip(".").lower()
+    loopback = name == "localhost" or name.endswith(".localhost")
+    if loopback and all(refusal(address, allowed) for address in _LOOPBACKS):
+        return f"{host} is a loopback name (RFC 6761)"
+    return None

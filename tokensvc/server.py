@@ -17,8 +17,10 @@ import click
 from granian import Granian
 from granian.constants import Interfaces
 from granian.http import HTTP1Settings
+from granian.log import LogLevels
 from granian.server.common import AbstractServer
 
+from tokensvc import logs
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.config import Settings
 from tokensvc.db import schema
@@ -28,6 +30,7 @@ from tokensvc.metrics import MULTIPROC_ENV
 
 BOOTSTRAP_KEY_FILE = "tokensvc-admin.key"
 BACKLOG = 1024  # the kernel's accept queue (granian's default)
+STOP_TIMEOUT = 5  # seconds a stopping worker gets to finish its requests
 
 
 def bootstrap_admin_key(keys: ServiceKeyStore, directory: Path) -> Path | None:
@@ -60,6 +63,7 @@ def _new_key_file(directory: Path) -> tuple[Path, int]:
 
 
 def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) -> None:
+    logs.configure(settings)  # granian configures it again, here and in each worker
     engine = make_engine(settings.database_url)
     schema.ensure_schema(engine)  # fail here, once, rather than in every worker
     written = bootstrap_admin_key(ServiceKeyStore(engine), Path.cwd())
@@ -104,4 +108,10 @@ def wsgi_server(
         http1_settings=HTTP1Settings(header_read_timeout=round(settings.header_timeout * 1000)),
         ssl_cert=tls_cert,
         ssl_key=tls_key,
+        # Granian's start/stop lines stay at INFO whatever TOKENSVC_LOG_LEVEL says.
+        log_level=LogLevels.info,
+        log_dictconfig=logs.dict_config(settings),
+        # A stop waits this long for requests in flight, then kills the worker: a proxy's
+        # close feed call may wait CLOSE_FEED_WAIT seconds, and is retried by the proxy.
+        workers_kill_timeout=STOP_TIMEOUT,
     )

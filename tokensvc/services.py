@@ -7,11 +7,13 @@ import dataclasses
 from sqlalchemy import Engine
 
 from tokensvc.auth import KeyAuthenticator
+from tokensvc.closefeed import CloseFeed, ClosePublisher, CloseSubscriber
 from tokensvc.config import Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import READ_TIMEOUT, make_engine, make_read_engine
 from tokensvc.db.service_keys import ServiceKeyStore
 from tokensvc.metrics import Metrics
+from tokensvc.ratelimit import RateLimiter
 from tokensvc.stores.base import TokenStore
 from tokensvc.stores.cache import RedisCache, make_client
 from tokensvc.stores.cached import CachedStore
@@ -52,9 +54,13 @@ class Services:
     leases: LeaseStore
     # Database backend switching from memcached: tokens still only in memcached.
     legacy: MemcachedEntries | None
+    closes: CloseFeed
+    limiter: RateLimiter
 
     def dispose(self) -> None:
-        """Close the pooled connections: both engines and the cache's Redis."""
+        """Close the pooled connections: both engines and the cache's Redis (and answer
+        the close feed's waiters, stopping its subscriber)."""
+        self.closes.close()
         self.engine.dispose()
         self.database.reader.dispose()
         if self.cached is not None:
@@ -91,10 +97,52 @@ class Services:
             retry_after=settings.breaker_reset,
         )
         leases = LeaseStore(engine, lease_ttl=settings.lease_ttl)
+        closes = _close_feed(settings, leases, database, cached)
         legacy = None if memcached else entries
         return cls(
-            settings, engine, database, store, cached, keys, authenticator, metrics, leases, legacy
+            settings,
+            engine,
+            database,
+            store,
+            cached,
+            keys,
+            authenticator,
+            metrics,
+            leases,
+            legacy,
+            closes,
+            _limiter(settings, cached),
         )
+
+
+def _close_feed(
+    settings: Settings, leases: LeaseStore, database: DatabaseStore, cached: CachedStore | None
+) -> CloseFeed:
+    """With Redis, closes are published and one subscriber wakes the waiters; else they poll."""
+    subscriber = None
+    if cached is not None and settings.redis_url is not None:
+        publish = ClosePublisher(cached.cache.client, cached.breaker)
+        leases.notify = database.notify_closes = publish
+        subscriber = CloseSubscriber(settings.redis_url, connect_timeout=settings.redis_timeout)
+    return CloseFeed(
+        leases,
+        max_wait=settings.close_feed_wait,
+        # A waiter holds a request thread: at most half of them wait, validate keeps the rest.
+        max_waiters=settings.threads // 2,
+        enforce_expiry=settings.enforce_session_timeout,
+        subscriber=subscriber,
+    )
+
+
+def _limiter(settings: Settings, cached: CachedStore | None) -> RateLimiter:
+    """Counts failed attempts in the cache Redis (behind the cache's breaker), if any."""
+    return RateLimiter(
+        window=settings.rate_limit_window,
+        failed_auth_limit=settings.failed_auth_limit,
+        invalid_token_limit=settings.invalid_token_limit,
+        client=None if cached is None else cached.cache.client,
+        breaker=None if cached is None else cached.breaker,
+    )
 
 
 def _cached_store(settings: Settings, database: DatabaseStore, metrics: Metrics) -> CachedStore:

@@ -9,6 +9,7 @@ import time
 import click
 import redis
 
+from tokensvc import logs
 from tokensvc.config import ConfigError, Settings
 from tokensvc.services import Services
 from workers import jobs, queues, schedule
@@ -34,7 +35,9 @@ def _queue_redis(settings: Settings) -> redis.Redis:
 @click.option("--burst", is_flag=True, help="stop when the queue is empty")
 def worker(burst: bool) -> None:
     """Run queued jobs (SIGTERM: finish the current one, then stop)."""
-    queues.worker(_queue_redis(_settings())).work(burst=burst)
+    settings = _settings()
+    logs.configure(settings)  # before rq's own set-up, which then adds no handler
+    queues.worker(_queue_redis(settings)).work(burst=burst, logging_level=settings.log_level)
 
 
 @click.command()
@@ -44,6 +47,7 @@ def scheduler() -> None:
     Per-host purges every PURGE_INTERVAL seconds, outbox retries, the lease reaper.
     """
     settings = _settings()
+    logs.configure(settings)
     schedule.run(settings, _queue_redis(settings))
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import websocket
 
 from tests.conftest import free_port
-from tests.e2e.support import TOKENSVC, Server
+from tests.e2e.support import LOOPBACK, TOKENSVC, Server
 
 BANNER = b"RFB 003.008\n"
 ORIGIN = "https://console.example"  # what users send unless a test says otherwise
@@ -38,9 +38,11 @@ _GRACEFUL = (
     "import json, sys; from pathlib import Path\n"
     "from tokensvc.integrations.options import ProxyOptions\n"
     "from tokensvc.integrations.proxy import run\n"
+    "from tokensvc.networks import parse_networks\n"
     "a = json.loads(sys.argv[1])\n"
     "run(ProxyOptions(listen_host='127.0.0.1', listen_port=a['port'], service_url=a['url'],\n"
-    "    key_file=Path(a['key']), proxy_id=a['id'], grace=a['grace']))\n"
+    "    key_file=Path(a['key']), proxy_id=a['id'], grace=a['grace'],\n"
+    f"    allowed_networks=parse_networks(['{LOOPBACK}'])))\n"
 )
 
 
@@ -130,6 +132,16 @@ class Service:
         self.server, self.admin, self.key_file = server, admin, key_file
         self.issued: list[str] = []
 
+    @classmethod
+    def start(cls, server: Server, directory: Path) -> Service:
+        """Starts ``server`` with an admin key, and a proxy key in a 0600 file there."""
+        admin = server.create_key("admin")
+        key_file = directory / "proxy.key"
+        key_file.write_text(server.create_key("proxy") + "\n")
+        key_file.chmod(0o600)
+        server.start()
+        return cls(server, admin, key_file)
+
     def api(self, method: str, path: str, body: object = None) -> Any:
         answer = self.server.call(method, path, self.admin, body)
         assert answer.status_code < 300, answer.text
@@ -197,11 +209,19 @@ class Proxies:
         self.started: list[ProxyProcess] = []
 
     def start(
-        self, proxy_id: str, *extra: str, port: int | None = None, url: str | None = None
+        self,
+        proxy_id: str,
+        *extra: str,
+        port: int | None = None,
+        url: str | None = None,
+        networks: tuple[str, ...] = (LOOPBACK,),
     ) -> ProxyProcess:
+        """``networks``: the --allow-console-network flags (the tests' consoles: loopback)."""
         port = port or free_port()
         command = [TOKENSVC, "proxy", "--listen", f"127.0.0.1:{port}", "--proxy-id", proxy_id]
         command += ["--service-url", url or self.service_url, "--key-file", str(self.key_file)]
+        for network in networks:
+            command += ["--allow-console-network", network]
         return self._started(ProxyProcess([*command, *extra], port, proxy_id, self._log(proxy_id)))
 
     def start_graceful(self, proxy_id: str, grace: float) -> ProxyProcess:

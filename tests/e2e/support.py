@@ -19,6 +19,7 @@ from tokensvc.config import Settings
 INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
 
 TOKENSVC = str(Path(sys.executable).with_name("tokensvc"))
+LOOPBACK = "127.0.0.0/8"  # where the tests' consoles listen
 
 
 class Server:
@@ -115,6 +116,8 @@ def deployment(
     redis_server = RedisProcess()
     redis_server.start()
     settings = {"TOKENSVC_DATABASE_URL": database_url, "TOKENSVC_REDIS_URL": redis_server.url}
+    # The tests' consoles listen on loopback, which the service refuses unless allowed.
+    settings["TOKENSVC_CONSOLE_NETWORKS"] = LOOPBACK
     server = Server(settings | (env or {}), cwd)
     try:
         upgraded = server.cli("db", "upgrade")

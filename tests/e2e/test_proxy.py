@@ -45,12 +45,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     directory = tmp_path_factory.mktemp("proxy-service")
     env = {"TOKENSVC_LEASE_TTL": str(LEASE_TTL)}
     with deployment("proxy", directory, env) as (server, _):
-        admin = server.create_key("admin")
-        key_file = directory / "proxy.key"
-        key_file.write_text(server.create_key("proxy") + "\n")
-        key_file.chmod(0o600)
-        server.start()
-        yield Service(server, admin, key_file)
+        yield Service.start(server, directory)
 
 
 @pytest.fixture(scope="module")

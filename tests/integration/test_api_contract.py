@@ -263,6 +263,9 @@ SCOPED = {  # name: (method, path, body, status on its own host)
     "purge": ("DELETE", "/v1/hosts/{host}/consoles/expired", None, 200),
     "force-disconnect": ("DELETE", "/v1/leases/{lease}", None, 202),
 }
+# Named by their instance (or lease): another host's is answered as a missing one (no
+# probing).
+AS_MISSING = {"register", "list", "revoke-all", "delete", "force-disconnect"}
 
 
 @pytest.mark.parametrize("name", SCOPED)
@@ -278,7 +281,17 @@ def test_compute_key_acts_only_on_its_host(world, name, own):
     if own:
         assert resp.status_code == status, resp.get_data(as_text=True)
         return
-    assert_problem(resp, 403, "forbidden")
+    if name in AS_MISSING:
+        missing = str(uuid.uuid4())
+        gone = {"console": console_body(missing)}.get(body or "")
+        missing_url = path.format(uuid=missing, lease=uuid.uuid4().hex)
+        reference = assert_problem(
+            w.req(method, missing_url, w.compute_a, json=gone), 404, "not-found"
+        )
+        problem = assert_problem(resp, 404, "not-found")
+        assert problem["detail"] == reference["detail"].replace(missing, u)
+    else:
+        assert_problem(resp, 403, "forbidden")
     assert row_counts(w.app) == before
     assert w.validate(w.token_b).status_code == 200
 
@@ -293,7 +306,7 @@ def test_moving_an_instance_is_admin_only_and_revokes_its_consoles(world):
     assert (resp.get_json()["data"]["uuid"], resp.get_json()["data"]["host"]) == (w.uuid_a, HOST_B)
     assert_problem(w.validate(w.token_a), 404, "invalid-token")
     assert w.consoles(w.uuid_a, w.compute_b).get_json() == {"connections": []}
-    assert_problem(w.consoles(w.uuid_a, w.compute_a), 403, "forbidden")
+    assert_problem(w.consoles(w.uuid_a, w.compute_a), 404, "not-found")
 
 
 # -- 3. bad input ---------------------------------------------------------------------------
@@ -562,8 +575,9 @@ def test_openapi_documents_every_operation_and_the_register_body(world):
     for op in OPS:
         spec = doc["paths"][as_path[op_id(op)]][op.method.lower()]
         assert ("security" in spec) == bool(op.roles)
-        params = [p["name"] for p in spec.get("parameters", [])]
-        assert params == re.findall(r"<(\w+)>", op.rule)
+        params = [(p["name"], p["in"]) for p in spec.get("parameters", [])]
+        in_path = [(name, "path") for name in re.findall(r"<(\w+)>", op.rule)]
+        assert params == in_path + [(name, "query") for name in op.query]
     ref = doc["paths"]["/v1/consoles"]["post"]["requestBody"]["content"][JSON]["schema"]["$ref"]
     schema = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
     assert set(schema["properties"]) >= REQUIRED | {"access_url", "options", "ttl"}

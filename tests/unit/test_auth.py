@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tokensvc.auth import KeyAuthenticator, bearer_key, hash_key
+from tokensvc.auth import KeyAuthenticator, bearer_key, generate_key, hash_key
 from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import BackendUnavailable, Unauthorized
 
@@ -26,11 +26,10 @@ class FlakyKeys:
         self.answer: ServiceKey | None = FOUND
 
     def find(self, key_hash: str) -> ServiceKey | None:
-        assert key_hash == hash_key(KEY)
-        self.calls += 1
+        self.calls += key_hash == hash_key(KEY)  # (any other key is unknown)
         if self.down:
             raise OperationalError("SELECT", {}, Exception("gone"))
-        return self.answer
+        return self.answer if key_hash == hash_key(KEY) else None
 
 
 class Clock:
@@ -94,3 +93,43 @@ def test_malformed_bearer_is_401_before_any_lookup(header):
 def test_bearer_key_is_read():
     assert bearer_key(f"Bearer {KEY}") == KEY
     assert bearer_key(f"bearer {KEY}") == KEY
+
+
+def test_a_flood_of_unknown_keys_never_evicts_a_known_one(setup):
+    auth, keys, clock = setup
+    auth.authenticate(KEY)
+    for _ in range(auth.max_entries + 100):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(generate_key())
+    clock.now += 1
+    assert auth.authenticate(KEY) is FOUND
+    assert keys.calls == 1  # still cached
+    keys.down = True
+    clock.now += 10  # past the TTL: only the stale answer is left
+    assert auth.authenticate(KEY) is FOUND
+
+
+def test_unknown_keys_are_cached_and_bounded(setup):
+    auth, keys, _ = setup
+    unknown = generate_key()
+    with pytest.raises(Unauthorized):
+        auth.authenticate(unknown)
+    keys.down = True  # a cached negative answer needs no lookup
+    with pytest.raises(Unauthorized):
+        auth.authenticate(unknown)
+    keys.down = False
+    for _ in range(auth.max_entries + 10):
+        with pytest.raises(Unauthorized):
+            auth.authenticate(generate_key())
+    assert len(auth._unknown) == auth.max_entries
+
+
+def test_a_key_found_after_it_was_unknown_is_not_answered_twice(setup):
+    auth, keys, clock = setup
+    keys.answer = None
+    with pytest.raises(Unauthorized):
+        auth.authenticate(KEY)
+    keys.answer = FOUND  # created since
+    clock.now += 5.1
+    assert auth.authenticate(KEY) is FOUND
+    assert hash_key(KEY) not in auth._unknown

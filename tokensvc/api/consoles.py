@@ -8,9 +8,14 @@ from flask import Response
 
 from tokensvc.api import schemas
 from tokensvc.api.routing import ApiBlueprint, Call
-from tokensvc.api.views import access_url_with_token, managed_instance, render_connection
-from tokensvc.auth import require_host
+from tokensvc.api.views import (
+    access_url_with_token,
+    managed_instance,
+    render_connection,
+    require_own_instance,
+)
 from tokensvc.errors import Forbidden, ValidationFailed
+from tokensvc.networks import host_refusal
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import DateTimeField
 
@@ -32,20 +37,20 @@ def register(call: Call) -> tuple[dict[str, Any], int]:
     fields = dict(call.body)
     ttl = fields.pop("ttl", call.services.settings.token_ttl)
     ports, force = fields.pop("ports", []), fields.pop("force", False)
-    if ("port" in fields) == bool(ports):
-        raise ValidationFailed({"port": "give either port or ports"})
+    check_console_address(call, fields["host"])
     assert call.key is not None
     if force and call.key.role != "admin":
         raise Forbidden("force (taking over a port in use) needs an admin key")
     key = call.key
     connection = ConsoleConnection(**fields)
-    # The compute host's scope is checked on the row the write locks (404, then 403).
+    # The compute host's scope is checked on the row the write locks; another
+    # host's instance is answered as a missing one.
     token = connection.create(
         call.services.store,
         ttl=ttl,
         ports=ports,
         force=force,
-        authorize=lambda compute_host: require_host(key, compute_host),
+        authorize=lambda host: require_own_instance(key, connection.instance_uuid, host),
     )
     return {
         "token": token,
@@ -53,6 +58,14 @@ def register(call: Call) -> tuple[dict[str, Any], int]:
         "expires_at": _DATETIME.to_primitive(connection.expires),
         "connection": render_connection(call, connection),
     }, 201
+
+
+def check_console_address(call: Call, host: str) -> None:
+    """422 for an address the proxy must not dial (README.md, "Console addresses")."""
+    reason = host_refusal(host, call.services.settings.console_networks)
+    if reason is not None:
+        detail = f"{reason}: refused unless TOKENSVC_CONSOLE_NETWORKS allows it"
+        raise ValidationFailed({"host": detail})
 
 
 @bp.operation(

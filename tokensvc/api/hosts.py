@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokensvc.api.routing import ApiBlueprint, Call
+from tokensvc.api.views import path_host
 from tokensvc.auth import require_host
 from tokensvc.objects.console import ConsoleConnection
 
@@ -18,6 +19,7 @@ bp = ApiBlueprint("hosts", __name__)
     responses={200: "PurgeResult"},
 )
 def purge_expired(call: Call, host: str) -> dict[str, int]:
+    host = path_host(host)
     assert call.key is not None
     require_host(call.key, host)
     batch = call.services.settings.purge_batch

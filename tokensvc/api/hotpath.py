@@ -25,8 +25,9 @@ from tokensvc.api.routing import MAX_BODY, Call
 from tokensvc.api.tokens import validate
 from tokensvc.auth import bearer_key, require_role
 from tokensvc.db.service_keys import ServiceKey
-from tokensvc.errors import InvalidToken, TokensvcError, problem
+from tokensvc.errors import InvalidToken, TokensvcError, TooManyRequests, problem
 from tokensvc.objects.console import ConsoleConnection
+from tokensvc.ratelimit import TOKEN
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -49,14 +50,22 @@ class ValidateHotPath:
         if not _candidate(environ):
             return self.app(environ, start_response)
         started = time.perf_counter()
-        key = self._proxy_key(environ)
-        if key is None:  # Flask answers the refusal, before it reads the body
-            return self.app(environ, start_response)
-        raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-        environ["wsgi.input"] = io.BytesIO(raw)  # for Flask, if it gets the request
-        response = self._answer(key, raw)
-        if response is None:
-            return self.app(environ, start_response)
+        address = environ.get("REMOTE_ADDR") or ""
+        response: Response | None
+        try:
+            # One dict lookup for an address without recent failures (tokensvc/ratelimit.py).
+            self.services.limiter.check(address, token=True)
+        except TooManyRequests as error:
+            response = _problem_response(error)
+        else:
+            key = self._proxy_key(environ)
+            if key is None:  # Flask answers (and counts) the refusal, before it reads the body
+                return self.app(environ, start_response)
+            raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+            environ["wsgi.input"] = io.BytesIO(raw)  # for Flask, if it gets the request
+            response = self._answer(key, raw, address)
+            if response is None:
+                return self.app(environ, start_response)
         elapsed = time.perf_counter() - started
         self.latency.labels(PATH, "POST", str(response.status_code)).observe(elapsed)
         return response(environ, start_response)
@@ -73,7 +82,7 @@ class ValidateHotPath:
             return None
         return key
 
-    def _answer(self, key: ServiceKey, raw: bytes) -> Response | None:
+    def _answer(self, key: ServiceKey, raw: bytes, address: str) -> Response | None:
         """The response, or None when Flask should answer."""
         try:
             data = json.loads(raw)
@@ -82,20 +91,28 @@ class ValidateHotPath:
             body = schemas.VALIDATE.parse(data)
         except (TokensvcError, ValueError, RecursionError):
             return None  # Flask words every refusal
-        request_id = uuid.uuid4().hex
-        response: Response
         try:
             found = validate(Call(key, body, self.services, ConsoleConnection.VERSION))
-            assert isinstance(found, Response)  # (the view's type covers every view)
-            response = found
         except InvalidToken as error:
-            answer = problem(error, instance=PATH, request_id=request_id)
-            response = Response(json.dumps(answer), error.status)
-            response.mimetype = "application/problem+json"
+            self.services.limiter.failed(address, TOKEN)
+            return _problem_response(error)
         except Exception:  # Flask logs it, and answers 500 or 503
             return None
-        response.headers["X-Request-Id"] = request_id
-        return response
+        assert isinstance(found, Response)  # (the view's type covers every view)
+        found.headers["X-Request-Id"] = uuid.uuid4().hex
+        return found
+
+
+def _problem_response(error: TokensvcError) -> Response:
+    """The problem answer Flask's ``problem_response`` gives for ``error`` on this path."""
+    request_id = uuid.uuid4().hex
+    answer = problem(error, instance=PATH, request_id=request_id)
+    response = Response(json.dumps(answer), error.status, mimetype="application/problem+json")
+    response.headers["X-Request-Id"] = request_id
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _candidate(environ: WSGIEnvironment) -> bool:

@@ -6,7 +6,7 @@ from flask import Response
 
 from tokensvc.api import schemas
 from tokensvc.api.routing import ApiBlueprint, Call
-from tokensvc.api.views import path_uuid
+from tokensvc.api.views import managed_instance, path_uuid
 from tokensvc.auth import require_host
 from tokensvc.errors import Forbidden, NotFound
 from tokensvc.objects.instance import Instance
@@ -45,8 +45,6 @@ def put_instance(call: Call, uuid: str) -> tuple[dict[str, object], int]:
     responses={204: ""},
 )
 def delete_instance(call: Call, uuid: str) -> Response:
-    instance = call.services.store.get_instance(path_uuid(uuid))
-    assert call.key is not None
-    require_host(call.key, instance.host)
+    instance = managed_instance(call, uuid)
     call.services.store.delete_instance(instance.uuid)
     return Response(status=204)

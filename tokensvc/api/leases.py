@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, request
 
 from tokensvc.api.routing import ApiBlueprint, Call
 from tokensvc.api.sessions import session_event
-from tokensvc.auth import require_host, require_proxy
-from tokensvc.errors import Forbidden, NotFound
+from tokensvc.auth import require_proxy
+from tokensvc.closefeed import CURSOR_PATTERN
+from tokensvc.errors import NotFound, ValidationFailed
+from tokensvc.stores.leases import LeaseRecord
 
 bp = ApiBlueprint("leases", __name__)
 
@@ -21,6 +24,7 @@ bp = ApiBlueprint("leases", __name__)
     roles=("admin",),
     database_only=True,
     responses={200: "LeaseList"},
+    query={"proxy_id": {"type": "string"}, "compute_host": {"type": "string"}},
 )
 def list_leases(call: Call) -> dict[str, Any]:
     records = call.services.leases.list(
@@ -50,10 +54,18 @@ def disconnect(call: Call, lease_id: str) -> Response:
     return Response(status=204)
 
 
+def _on_host(call: Call, record: LeaseRecord, compute_host: str | None) -> bool:
+    """Whether the lease's instance lives on ``compute_host`` (a gone instance: no)."""
+    try:
+        return call.services.store.get_instance(record.console.instance_uuid).host == compute_host
+    except NotFound:
+        return False
+
+
 @bp.operation(
     "/v1/leases/<lease_id>",
     "DELETE",
-    summary="Force-disconnect: the holding proxy closes the session at its next heartbeat",
+    summary="Force-disconnect: the holding proxy's close feed (or next heartbeat) closes it",
     roles=("admin", "compute"),
     database_only=True,
     responses={202: ""},
@@ -61,14 +73,9 @@ def disconnect(call: Call, lease_id: str) -> Response:
 def force_disconnect(call: Call, lease_id: str) -> Response:
     assert call.key is not None
     found = call.services.leases.find(lease_id)
-    if found is None:
+    if found is None or (call.key.role == "compute" and not _on_host(call, found, call.key.host)):
+        # A compute key cannot tell another host's lease from a missing one.
         raise NotFound("no such lease")
-    if call.key.role == "compute":
-        try:
-            instance = call.services.store.get_instance(found.console.instance_uuid)
-        except NotFound:
-            raise Forbidden("the lease's instance is gone: only an admin may close it") from None
-        require_host(call.key, instance.host)
     if call.services.leases.force_close(lease_id):
         session_event(call.services.metrics, "forced", found, reason="forced")
     return Response(status=202)
@@ -90,6 +97,42 @@ def heartbeat(call: Call, proxy_id: str) -> dict[str, Any]:
     )
     close = [{"lease_id": lease.id, "reason": lease.close_reason} for lease, _ in closing]
     return {"renewed": renewed, "close": close}
+
+
+@bp.operation(
+    "/v1/proxies/<proxy_id>/closes",
+    "GET",
+    summary="The close feed: waits (?wait=SECONDS) until the proxy's closes differ from ?cursor=",
+    roles=("proxy",),
+    database_only=True,
+    responses={200: "CloseFeed"},
+    query={
+        "cursor": {"type": "string", "pattern": CURSOR_PATTERN, "description": "the last answer's"},
+        "wait": {"type": "number", "minimum": 0, "maximum": 3600, "description": "seconds"},
+    },
+)
+def close_feed(call: Call, proxy_id: str) -> dict[str, Any]:
+    assert call.key is not None
+    require_proxy(call.key, proxy_id)
+    cursor, wait = _feed_query()
+    answer = call.services.closes.wait(proxy_id, cursor, wait)
+    close = [{"lease_id": lease_id, "reason": reason} for lease_id, reason in answer.close]
+    return {"close": close, "cursor": answer.cursor, "busy": answer.busy}
+
+
+def _feed_query() -> tuple[str | None, float]:
+    """``cursor`` (from the previous answer; none: answer at once) and ``wait`` seconds."""
+    cursor = request.args.get("cursor")
+    if cursor is not None and not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise ValidationFailed({"cursor": "not a cursor of this feed"})
+    raw = request.args.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= 3600:  # also refuses nan and inf
+        raise ValidationFailed({"wait": "seconds, from 0 to 3600 (the service caps waits)"})
+    return cursor, wait
 
 
 @bp.operation(

@@ -13,7 +13,12 @@ from tokensvc.api.schemas import Body
 from tokensvc.api.views import HIDDEN
 from tokensvc.errors import PROBLEM_TYPES
 from tokensvc.objects.base import registered_objects
+from tokensvc.objects.instance import Instance
 from tokensvc.services import Services
+
+JSON = "application/json"
+# Answers that are not JSON, by their response name.
+_MEDIA_TYPES = {"Metrics": "text/plain"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -35,6 +40,13 @@ def _primitive_schema(name: str) -> dict[str, Any]:
     }
 
 
+_CLOSES = {  # the sessions a proxy must close
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"lease_id": {"type": "string"}, "reason": {"type": "string"}},
+    },
+}
 _RESPONSES: dict[str, dict[str, Any]] = {
     "Registered": {
         "type": "object",
@@ -58,13 +70,15 @@ _RESPONSES: dict[str, dict[str, Any]] = {
         "type": "object",
         "properties": {
             "renewed": {"type": "integer"},
-            "close": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"lease_id": {"type": "string"}, "reason": {"type": "string"}},
-                },
-            },
+            "close": _CLOSES,
+        },
+    },
+    "CloseFeed": {
+        "type": "object",
+        "properties": {
+            "close": _CLOSES,
+            "cursor": {"type": "string", "description": "pass it to the next call"},
+            "busy": {"type": "boolean", "description": "true: too many waiting, call again"},
         },
     },
     "ConnectionList": {
@@ -110,7 +124,7 @@ def _operation(op: Operation, services: Services) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": _ref("Problem")}}
     responses: dict[str, Any] = {
         str(status): {"description": name or "No content"}
-        | ({"content": {"application/json": {"schema": _ref(name)}}} if name else {})
+        | ({"content": {_MEDIA_TYPES.get(name, JSON): {"schema": _ref(name)}}} if name else {})
         for status, name in op.responses.items()
     }
     responses["default"] = {"description": "Problem (RFC 9457)", "content": problem}
@@ -125,13 +139,20 @@ def _operation(op: Operation, services: Services) -> dict[str, Any]:
         body = op.body if isinstance(op.body, Body) else op.body(services)
         content = {"application/json": {"schema": _ref(body.name)}}
         spec["requestBody"] = {"required": bool(body.required), "content": content}
-    params = re.findall(r"<(\w+)>", op.rule)
-    if params:
-        spec["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-            for p in params
-        ]
+    parameters = [
+        {"name": p, "in": "path", "required": True, "schema": _path_schema(p)}
+        for p in re.findall(r"<(\w+)>", op.rule)
+    ] + [{"name": n, "in": "query", "required": False, "schema": s} for n, s in op.query.items()]
+    if parameters:
+        spec["parameters"] = parameters
     return spec
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    """What the views check a path parameter against; others are any string."""
+    checked = {"uuid": Instance.fields["uuid"], "host": Instance.fields["host"]}
+    field = checked.get(name)
+    return {"type": "string"} if field is None else field.json_schema()
 
 
 def build_openapi(app: Flask, services: Services) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, after_this_request, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tokensvc.api.schemas import Body
@@ -27,6 +27,7 @@ from tokensvc.errors import (
     UnsupportedMediaType,
 )
 from tokensvc.objects.console import ConsoleConnection
+from tokensvc.ratelimit import TOKEN_ROUTES
 from tokensvc.services import Services
 
 MAX_BODY = 16 * 1024
@@ -53,6 +54,8 @@ class Operation:
     responses: dict[int, str]
     # What the deprecated memcached backend cannot do answers 501 (after the role check).
     database_only: bool = False
+    # Query parameters, by name: the JSON schema /openapi.json publishes (the view checks).
+    query: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 View = Callable[..., Response | tuple[Any, int] | Any]
@@ -73,8 +76,9 @@ class ApiBlueprint(Blueprint):
         body: Body | Callable[[Services], Body] | None = None,
         responses: dict[int, str],
         database_only: bool = False,
+        query: Mapping[str, dict[str, Any]] | None = None,
     ) -> Callable[[View], View]:
-        op = Operation(rule, method, summary, roles, body, responses, database_only)
+        op = Operation(rule, method, summary, roles, body, responses, database_only, query or {})
         self.operations.append(op)
 
         def decorate(view: View) -> View:
@@ -97,8 +101,18 @@ def _prepare_call(op: Operation) -> Call:
     svc = services()
     key = None
     if op.roles:
-        key = svc.authenticator.authenticate(bearer_key(request.headers.get("Authorization")))
+        # Failed key checks and invalid tokens are counted per client address: over the
+        # limit, 429 before the key or the token is looked up (tokensvc/ratelimit.py).
+        tokens, address = op.rule in TOKEN_ROUTES, request.remote_addr or ""
+        key = svc.limiter.authenticate(
+            svc.authenticator,
+            lambda: bearer_key(request.headers.get("Authorization")),
+            address,
+            token=tokens,
+        )
         require_role(key, op.roles)
+        if tokens:
+            after_this_request(svc.limiter.count_invalid_tokens(address))
     if op.database_only and svc.memcached_backend:
         raise UnsupportedInBackend(
             f"{op.summary}: needs the database backend (memcached is deprecated)"
@@ -131,6 +145,11 @@ def read_json_object() -> dict[str, Any]:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes") from None
+    # A chunked body (no Content-Length) is cut at MAX_BODY without an error:
+    # one more byte from the server's (terminated) input tells a cut one.
+    cut = request.content_length is None and len(raw) >= MAX_BODY
+    if cut and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
     if not raw.strip():
         return {}
     if request.mimetype != "application/json":

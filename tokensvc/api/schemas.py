@@ -21,10 +21,18 @@ from tokensvc.objects.lease import ConsoleLease
 class Body:
     """A JSON object body: typed fields, which are required, nothing else allowed."""
 
-    def __init__(self, name: str, fields: Mapping[str, Field], required: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        fields: Mapping[str, Field],
+        required: tuple[str, ...],
+        *,
+        one_of: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.fields = dict(fields)
         self.required = required
+        self.one_of = one_of  # exactly one of these fields must be given
 
     def parse(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Every bad, missing or unknown field is reported in one ValidationFailed."""
@@ -39,26 +47,42 @@ class Body:
                 parsed[name] = field.coerce(value)
             except ValueError as exc:
                 errors[name] = str(exc)
+        if self.one_of and sum(name in data for name in self.one_of) != 1:
+            errors.setdefault(self.one_of[0], f"give exactly one of {' or '.join(self.one_of)}")
         if errors:
             raise ValidationFailed(errors)
         return parsed
 
     def json_schema(self) -> dict[str, Any]:
-        return {
+        schema: dict[str, Any] = {
             "type": "object",
             "properties": {name: field.json_schema() for name, field in self.fields.items()},
             "required": list(self.required),
             "additionalProperties": False,
         }
+        if self.one_of:
+            schema["oneOf"] = [{"required": [name]} for name in self.one_of]
+        return schema
 
 
 def _console_fields(*names: str) -> dict[str, Field]:
     return {name: ConsoleConnection.fields[name] for name in names}
 
 
+class OpaqueString(StringField):
+    """Any string, lone surrogates included: the view decides what it is."""
+
+    def _coerce(self, value: Any) -> str:
+        if not isinstance(value, str) or len(value) > self.max_length:
+            raise ValueError(f"must be a string of at most {self.max_length} characters")
+        return value
+
+
 # Malformed tokens are answered as invalid-token (404), never as a 422 that
 # would tell a prober which strings are well-formed: accept any string here.
-_TOKEN = StringField(min_length=0, max_length=16384)
+# Tokens are 43 characters; 256 even JSON-escaped (12 bytes a character) keeps
+# every body the schema allows under the 16 KiB body limit.
+_TOKEN = OpaqueString(min_length=0, max_length=256)
 
 INSTANCE = Body("InstancePut", {"host": Instance.fields["host"]}, ("host",))
 TOKEN = Body("TokenBody", {"token": _TOKEN}, ("token",))
@@ -73,8 +97,8 @@ def register_body(max_ttl: int) -> Body:
     fields["ports"] = ListField(fields["port"])
     fields["ttl"] = IntegerField(minimum=1, maximum=max_ttl)
     fields["force"] = BooleanField()
-    # port or ports: exactly one, checked by the view (a body cannot say "one of").
-    return Body("RegisterConsole", fields, ("instance_uuid", "host", "console_type"))
+    required = ("instance_uuid", "host", "console_type")
+    return Body("RegisterConsole", fields, required, one_of=("port", "ports"))
 
 
 CONNECT = Body(

@@ -1,8 +1,11 @@
-"""One structured log line and one metric per session event (never a token)."""
+"""One log line and one metric per session event (never a token or its hash).
+
+The event's fields go as ``extra=``: tokensvc.logs writes them as ``key=value`` in
+text and as keys of the line's object in json, so the audit trail is searchable.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 
 from tokensvc.metrics import Metrics
@@ -17,18 +20,13 @@ def session_event(
 ) -> None:
     lease, console = record
     metrics.sessions.labels(event).inc()
-    log.info(
-        "session %s",
-        json.dumps(
-            {
-                "event": event,
-                "lease_id": lease.id,
-                "proxy_id": lease.proxy_id,
-                "client": lease.client,
-                "console": f"{console.instance_uuid}/{console.host}:{console.port}",
-                "reason": reason or lease.close_reason,
-                "duration": round((utcnow() - lease.since).total_seconds()),
-            },
-            separators=(",", ":"),
-        ),
-    )
+    fields = {
+        "event": event,
+        "lease_id": lease.id,
+        "proxy_id": lease.proxy_id,
+        "console": f"{console.instance_uuid}/{console.host}:{console.port}",
+        "client": lease.client,
+        "reason": reason or lease.close_reason,
+        "duration": round((utcnow() - lease.since).total_seconds()),
+    }
+    log.info("session %s", event, extra=fields)

@@ -6,8 +6,8 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from tokensvc.api.routing import Call
-from tokensvc.auth import require_host
-from tokensvc.errors import ValidationFailed
+from tokensvc.db.service_keys import ServiceKey
+from tokensvc.errors import NotFound, ValidationFailed
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import UUIDField
 from tokensvc.objects.instance import Instance
@@ -25,12 +25,31 @@ def path_uuid(value: str) -> str:
     return coerced
 
 
+def path_host(value: str) -> str:
+    """A compute host name from a path: the same rule as an instance's ``host``."""
+    try:
+        coerced: str = Instance.fields["host"].coerce(value)
+    except ValueError as exc:
+        raise ValidationFailed({"host": str(exc)}) from None
+    return coerced
+
+
 def managed_instance(call: Call, uuid: str) -> Instance:
-    """The instance, if the caller may manage it (404, then 403)."""
+    """The instance, if the caller may manage it (404 otherwise)."""
     instance = call.services.store.get_instance(path_uuid(uuid))
     assert call.key is not None
-    require_host(call.key, instance.host)
+    require_own_instance(call.key, instance.uuid, instance.host)
     return instance
+
+
+def require_own_instance(key: ServiceKey, uuid: str, compute_host: str) -> None:
+    """A compute key gets another host's instance answered as a missing one.
+
+    The same status, type and detail as the store's, so that no compute key can
+    probe which instance ids exist on other hosts.
+    """
+    if key.role == "compute" and key.host != compute_host:
+        raise NotFound(f"instance {uuid} not found")
 
 
 def render_connection(call: Call, connection: ConsoleConnection) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +39,7 @@ def make_engine(database_url: str, *, read_timeout: int = READ_TIMEOUT, **kwargs
     url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        event.listen(engine, "do_connect", _create_private_file)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -88,6 +91,22 @@ def single_statement(
             if attempt == 2 or not exc.connection_invalidated:
                 raise
     raise AssertionError("unreachable")
+
+
+def _create_private_file(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+    """Create a new SQLite file 0600 before sqlite3 does (it would use 0644 less the umask).
+
+    The file holds key and token hashes. SQLite gives its -wal, -shm and -journal
+    files the database file's mode, so they are 0600 too. An existing file is left
+    as its owner made it.
+    """
+    database = cargs[0] if cargs else cparams.get("database", "")
+    if not isinstance(database, str) or database in ("", ":memory:"):
+        return
+    if database.startswith("file:") or cparams.get("uri"):
+        return  # a URI names its file in its own syntax: left to sqlite3
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -9,6 +9,7 @@ websocket close code the user's browser can show (docs/connection-tracking.md).
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 import select
@@ -22,9 +23,19 @@ from websockify.websocketserver import (  # type: ignore[import-untyped]
     WebSocketRequestHandlerMixIn,
 )
 
-from tokensvc.errors import AlreadyConnected, BackendUnavailable, InvalidToken, TokensvcError
+from tokensvc.errors import (
+    AlreadyConnected,
+    BackendUnavailable,
+    InvalidToken,
+    TokensvcError,
+    TooManyRequests,
+)
 from tokensvc.integrations import sessions as s
+from tokensvc.integrations.dialer import ConsoleRefused, ConsoleUnreachable, dial
+from tokensvc.integrations.gate import Admitted
 from tokensvc.objects.console import ConsoleConnection
+from tokensvc.ratelimit import TOKEN
+from tokensvc.tokens import is_well_formed
 
 if TYPE_CHECKING:
     from tokensvc.integrations.proxy import ConsoleProxyServer
@@ -56,12 +67,27 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
     """One client connection: static files, or a websocket relayed under a lease."""
 
     server: ConsoleProxyServer
+    request: Any  # an Admitted, then its socket, then websockify's websocket
+    rfile: Any
     timeout = 10  # seconds for the HTTP part (handshake, static files)
 
     def setup(self) -> None:
+        admitted: Admitted = self.request
+        self.request = admitted.sock
         if self.server.web_root is not None:
             self.directory = self.server.web_root
         super().setup()
+        # The gate read the request line and headers; the websocket then reads the socket.
+        self.rfile.close()
+        self.rfile = io.BytesIO(admitted.head)
+
+    def end_headers(self) -> None:
+        # One request per connection (only the gate reads requests): say so, but not in
+        # the 101 answer, and not twice (send_error says it already).
+        sent = b"".join(getattr(self, "_headers_buffer", []))
+        if not sent.startswith(b"HTTP/1.1 101") and b"\nconnection:" not in sent.lower():
+            self.send_header("Connection", "close")
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         self.logger.info("%s - %s", self.client_address[0], redact(format % args))
@@ -93,8 +119,14 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
         if self.server.draining:
             raise self.CClose(s.GOING_AWAY, "proxy shutting down")
         self._check_origin()
-        token = self._token()
         service, peer = self.server.service, str(self.client_address[0])
+        try:
+            self.server.invalid_tokens.check(peer, token=True)
+        except TooManyRequests as exc:
+            log.info("%s: too many invalid tokens, turned away", peer)
+            reason = f"too many invalid tokens, retry in {exc.retry_after} s"
+            raise self.CClose(s.TOO_MANY_INVALID, reason) from None
+        token = self._token()
         try:
             service.ensure_reset()
             with service.client() as client, self.server.sessions.admission():
@@ -120,6 +152,10 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
         values = parse_qs(urlsplit(self.path).query).get("token")
         if not values or not values[0]:
             raise self.CClose(s.INVALID_TOKEN, "no token given")
+        if not is_well_formed(values[0]):  # too long, say: no need to ask the service
+            log.info("%s: invalid token refused", self.client_address[0])
+            self.server.invalid_tokens.failed(str(self.client_address[0]), TOKEN)
+            raise self.CClose(s.INVALID_TOKEN, "invalid token")
         return values[0]
 
     def _refusal(self, exc: TokensvcError) -> tuple[int, str]:
@@ -127,20 +163,25 @@ class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
         peer = self.client_address[0]
         if isinstance(exc, InvalidToken):
             log.info("%s: invalid token refused", peer)
+            self.server.invalid_tokens.failed(str(peer), TOKEN)
             return s.INVALID_TOKEN, "invalid token"
         if isinstance(exc, AlreadyConnected):
             log.info("%s: console busy", peer)
             return s.CONSOLE_BUSY, "console busy: another user is connected to it"
         log.warning("%s: refused, tokensvc failed: %s", peer, exc.detail)
-        if isinstance(exc, BackendUnavailable) or exc.status >= 500:
+        if isinstance(exc, BackendUnavailable | TooManyRequests) or exc.status >= 500:
             return s.TRY_AGAIN_LATER, "console service unavailable, try again later"
         return s.INTERNAL_ERROR, "proxy error"
 
     def _dial(self, console: ConsoleConnection) -> socket.socket:
+        where = f"{console.host!r}:{console.port}"  # repr: the host may hold anything
         try:
-            target = socket.create_connection((console.host, console.port), DIAL_TIMEOUT)
-        except OSError as exc:
-            log.warning("cannot reach console %s:%s: %s", console.host, console.port, exc)
+            target = dial(console.host, console.port, self.server.allowed_networks, DIAL_TIMEOUT)
+        except ConsoleRefused as exc:
+            log.warning("console %s refused: %s (--allow-console-network)", where, exc)
+            raise self.CClose(s.INTERNAL_ERROR, "console address not allowed") from None
+        except ConsoleUnreachable as exc:
+            log.warning("cannot reach console %s: %s", where, exc)
             raise self.CClose(s.INTERNAL_ERROR, "cannot reach the console") from None
         target.settimeout(SEND_TIMEOUT)
         target.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -4,6 +4,8 @@ Every session holds a lease on its console port. One heartbeat thread renews all
 proxy's leases at once every ``lease_ttl / 3`` seconds and marks the sessions the
 service names in its answer for closing; each session's relay loop sees the mark
 within a fraction of a second, sends the close code, then disconnects its lease.
+A close-feed thread long-polls the service meanwhile, so a revocation marks its
+session at once rather than at the next heartbeat (which stays the safety net).
 """
 
 from __future__ import annotations
@@ -26,11 +28,15 @@ from tokensvc.integrations.options import ProxyOptions
 log = logging.getLogger("tokensvc.proxy")
 
 # Close codes the proxy sends (docs/connection-tracking.md).
-INVALID_TOKEN, ORIGIN_REFUSED, CONSOLE_BUSY = 4001, 4003, 4009
+INVALID_TOKEN, ORIGIN_REFUSED, CONSOLE_BUSY, TOO_MANY_INVALID = 4001, 4003, 4009, 4029
 SESSION_REVOKED, SESSION_EXPIRED = 4010, 4011
 TRY_AGAIN_LATER, GOING_AWAY, INTERNAL_ERROR = 1013, 1001, 1011
 
 IDLE_INTERVAL = 1.0  # seconds between heartbeat checks while no session runs
+FEED_WAIT = 20.0  # seconds one close-feed call may wait (the service caps it)
+FEED_IDLE = 0.2  # seconds between checks for a first session while none runs
+FEED_BUSY_PAUSE = 1.0  # the service had no waiter free: ask again after this
+FEED_BACKOFF = (1.0, 2.0, 5.0, 10.0)  # pauses after failed close-feed calls
 
 
 @dataclasses.dataclass
@@ -221,14 +227,7 @@ class Heartbeat(threading.Thread):
                 self.sessions.add_orphan(lease_id)
 
     def _close_named(self, answer: dict[str, Any]) -> None:
-        for item in answer.get("close", []):
-            lease_id, reason = str(item["lease_id"]), str(item["reason"])
-            session = self.sessions.get(lease_id)
-            if session is not None:
-                log.info("closing session of lease %s: %s", lease_id, reason)
-                session.close(*close_code_for(reason))
-            elif self.sessions.is_orphan(lease_id):
-                self.sessions.add_orphan(lease_id)
+        close_named(self.sessions, answer)
 
     def _close_lapsed(self, sessions: list[Session]) -> None:
         """Never relay without a lease: close what would lapse before the next heartbeat.
@@ -241,3 +240,62 @@ class Heartbeat(threading.Thread):
             if now + interval >= session.renewed_at + session.lease_ttl - 1:
                 log.warning("lease %s is lapsing, tokensvc unreachable: closing", session.lease_id)
                 session.close(TRY_AGAIN_LATER, "lease lapsed: console service unreachable")
+
+
+def close_named(sessions: Sessions, answer: dict[str, Any]) -> None:
+    """Mark the sessions an answer (heartbeat or close feed) names for closing."""
+    for item in answer.get("close", []):
+        lease_id, reason = str(item["lease_id"]), str(item["reason"])
+        session = sessions.get(lease_id)
+        if session is not None:
+            if session.close_code is None:
+                log.info("closing session of lease %s: %s", lease_id, reason)
+            session.close(*close_code_for(reason))
+        elif sessions.is_orphan(lease_id):
+            sessions.add_orphan(lease_id)
+
+
+class CloseFeed(threading.Thread):
+    """Long-polls the service's close feed while sessions run; marks what it names.
+
+    Each answer carries a cursor naming the closes it listed; the next call passes it,
+    so the service waits until something changes rather than repeating itself.
+    """
+
+    def __init__(self, service: Service, sessions: Sessions) -> None:
+        super().__init__(name="close-feed", daemon=True)
+        self.service = service
+        self.sessions = sessions
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Stop asking (a call in flight is abandoned: the thread is a daemon)."""
+        self._stopping.set()
+        self.join(1.0)
+
+    def run(self) -> None:
+        cursor: str | None = None
+        failures = 0
+        while not self._stopping.is_set():
+            if not len(self.sessions):
+                self._stopping.wait(FEED_IDLE)
+                continue
+            try:
+                answer = self._ask(cursor)
+            except TokensvcError as exc:
+                pause = FEED_BACKOFF[min(failures, len(FEED_BACKOFF) - 1)]
+                failures += 1
+                log.warning("close feed failed (%s): again in %g s", exc.detail, pause)
+                cursor = None  # after an outage, take the whole current list first
+                self._stopping.wait(pause)
+                continue
+            failures = 0
+            if not self._stopping.is_set():
+                close_named(self.sessions, answer)
+            cursor = str(answer.get("cursor") or "") or None
+            if answer.get("busy"):
+                self._stopping.wait(FEED_BUSY_PAUSE)
+
+    def _ask(self, cursor: str | None) -> dict[str, Any]:
+        with self.service.client(timeout=FEED_WAIT + 5.0) as client:
+            return client.close_feed(self.service.proxy_id, cursor, FEED_WAIT)

@@ -19,9 +19,9 @@ from tokensvc.objects.fields import (
     JSONScalar,
     ObjectField,
     ScalarDictField,
-    StringField,
     UUIDField,
 )
+from tokensvc.objects.text import HostField, url_field
 
 if TYPE_CHECKING:
     from tokensvc.objects.lease import ConsoleLease
@@ -45,10 +45,10 @@ class ConsoleConnection(VersionedObject):
 
     fields: ClassVar[dict[str, Field]] = {
         "instance_uuid": UUIDField(),
-        "host": StringField(max_length=255),
+        "host": HostField(),
         "port": IntegerField(minimum=1, maximum=65535),
         "token_hash": HexField(length=64, nullable=True),
-        "access_url": StringField(max_length=255, nullable=True),
+        "access_url": url_field(nullable=True),
         "options": ScalarDictField(max_bytes=4096),
         "expires": DateTimeField(nullable=True),
         "console_type": EnumField(CONSOLE_TYPES),

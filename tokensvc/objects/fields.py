@@ -69,23 +69,64 @@ class UUIDField(Field):
 
 
 class StringField(Field):
-    def __init__(self, *, max_length: int = 255, min_length: int = 1, **kwargs: Any) -> None:
+    """Text that can be stored: never a lone surrogate (JSON's ``"\\ud800"``).
+
+    ``pattern`` (with the ``reason`` it reports) is a regular expression that
+    Python's ``re`` and JSON Schema (ECMA 262) read alike; the whole value must
+    match it, and ``/openapi.json`` publishes it anchored.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_length: int = 255,
+        min_length: int = 1,
+        pattern: str | None = None,
+        reason: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.max_length = max_length
         self.min_length = min_length
+        self.pattern = pattern
+        self.reason = reason
+        self._shape = None if pattern is None else re.compile(pattern)
 
     def _coerce(self, value: Any) -> str:
         if not isinstance(value, str):
             raise ValueError("must be a string")
         if not self.min_length <= len(value) <= self.max_length:
             raise ValueError(f"must be {self.min_length} to {self.max_length} characters long")
+        if not is_encodable(value):
+            raise ValueError("must be valid Unicode text (no lone surrogates)")
+        if self._shape is not None and not self._shape.fullmatch(value):
+            raise ValueError(self.reason or f"must match {self.pattern}")
         return value
 
     def describe(self) -> str:
-        return f"{super().describe()}[{self.min_length}..{self.max_length}]"
+        shape = "" if self.pattern is None else f"~{self.pattern}"
+        return f"{super().describe()}[{self.min_length}..{self.max_length}]{shape}"
 
     def _json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+        schema: dict[str, Any] = {
+            "type": "string",
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+        }
+        if self.pattern is not None:
+            schema["pattern"] = f"^(?:{self.pattern})$"
+            length = f"{self.min_length} to {self.max_length} characters"
+            schema["description"] = f"{length}; {self.reason}"
+        return schema
+
+
+def is_encodable(text: str) -> bool:
+    """False for text with lone surrogates, which no database, log or socket takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class IntegerField(Field):
@@ -95,6 +136,8 @@ class IntegerField(Field):
         self.maximum = maximum
 
     def _coerce(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's integer: 5900.0 is one (and JSON has one number)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
         if not self.minimum <= value <= self.maximum:
@@ -196,8 +239,10 @@ class ScalarDictField(Field):
         if not isinstance(value, dict):
             raise ValueError("must be an object")
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("keys must be strings")
+            if not isinstance(key, str) or not is_encodable(key):
+                raise ValueError("keys must be strings of valid Unicode text")
+            if isinstance(item, str) and not is_encodable(item):
+                raise ValueError(f"value of {key!r} must be valid Unicode text")
             if item is not None and not isinstance(item, str | int | float | bool):
                 raise ValueError(f"value of {key!r} must be a string, number, boolean or null")
             if isinstance(item, float) and item != item:  # NaN is not JSON

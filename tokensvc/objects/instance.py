@@ -6,7 +6,8 @@ import datetime as dt
 from typing import ClassVar
 
 from tokensvc.objects.base import VersionedObject
-from tokensvc.objects.fields import DateTimeField, Field, StringField, UUIDField
+from tokensvc.objects.fields import DateTimeField, Field, UUIDField
+from tokensvc.objects.text import name_field
 
 
 class Instance(VersionedObject):
@@ -16,7 +17,7 @@ class Instance(VersionedObject):
 
     fields: ClassVar[dict[str, Field]] = {
         "uuid": UUIDField(),
-        "host": StringField(max_length=255),
+        "host": name_field(),
         "created_at": DateTimeField(read_only=True),
     }
 

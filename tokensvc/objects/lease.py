@@ -6,7 +6,8 @@ import datetime as dt
 from typing import ClassVar
 
 from tokensvc.objects.base import VersionedObject
-from tokensvc.objects.fields import DateTimeField, EnumField, Field, HexField, StringField
+from tokensvc.objects.fields import DateTimeField, EnumField, Field, HexField
+from tokensvc.objects.text import name_field
 
 # Why a proxy must close a session; every reason but "expired" is close code 4010.
 CLOSE_REASONS = ("revoked", "rotated", "instance-deleted", "instance-moved", "forced", "expired")
@@ -19,8 +20,8 @@ class ConsoleLease(VersionedObject):
 
     fields: ClassVar[dict[str, Field]] = {
         "id": HexField(length=32),
-        "proxy_id": StringField(max_length=255),
-        "client": StringField(max_length=255, nullable=True),
+        "proxy_id": name_field(),
+        "client": name_field(nullable=True),
         "since": DateTimeField(),
         "expires": DateTimeField(),
         "close_reason": EnumField(CLOSE_REASONS, nullable=True),

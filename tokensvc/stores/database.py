@@ -7,6 +7,7 @@ the leases on those ports for closing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Sequence
 
@@ -20,7 +21,7 @@ from tokensvc.objects.console import ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.objects.lease import ConsoleLease
 from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
-from tokensvc.stores.leases import close_leases, live_leases
+from tokensvc.stores.leases import NotifyCloses, close_leases, closing_transaction, live_leases
 from tokensvc.stores.rows import (
     CONSOLE_COLUMNS,
     LOCK_INSTANCE,
@@ -55,6 +56,12 @@ class DatabaseStore:
         self.outbox = outbox
         # Single-statement reads of the hot paths (see make_read_engine).
         self.reader = reader or engine
+        # Told, after the commit, which proxies' leases a revocation closed (the close feed).
+        self.notify_closes: NotifyCloses | None = None
+
+    def _revoking(self) -> contextlib.AbstractContextManager[Connection]:
+        """A transaction that may close leases: the close feed hears of it after the commit."""
+        return closing_transaction(self.engine, self.notify_closes)
 
     # -- revocation, in the caller's transaction ------------------------------------------
     def _revoked(self, conn: Connection, token_hashes: Sequence[str | None]) -> list[str]:
@@ -79,7 +86,7 @@ class DatabaseStore:
     # -- instances --------------------------------------------------------------------------
     def put_instance(self, instance: Instance) -> InstanceWrite:
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             current = self._lock_instance(conn, instance.uuid)
             if current is None:
                 row = {"uuid": instance.uuid, "host": instance.host}
@@ -106,7 +113,7 @@ class DatabaseStore:
         return Instance(**found[0])
 
     def delete_instance(self, uuid: str) -> list[str]:
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             if self._lock_instance(conn, uuid) is None:
                 raise NotFound(f"instance {uuid} not found")
             # Explicit, so the result does not depend on the FK cascade being enforced.
@@ -129,7 +136,7 @@ class DatabaseStore:
         them never pick the same port.
         """
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             instance = self._lock_instance(conn, connection.instance_uuid)
             if instance is None:
                 raise NotFound(f"instance {connection.instance_uuid} not found")
@@ -228,7 +235,7 @@ class DatabaseStore:
             return [console_from_row(r, held.get((r["host"], r["port"]))) for r in rows]
 
     def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             result = conn.execute(
                 consoles.update()
                 .where(consoles.c.token_hash == old_hash)
@@ -246,7 +253,7 @@ class DatabaseStore:
         return True
 
     def revoke_token(self, token_hash: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             query = sa.select(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
             found = conn.execute(query.where(consoles.c.token_hash == token_hash)).first()
             if found is None:
@@ -257,7 +264,7 @@ class DatabaseStore:
         return True
 
     def revoke_all(self, instance_uuid: str) -> list[str]:
-        with self.engine.begin() as conn:
+        with self._revoking() as conn:
             return self._revoke_instance(conn, instance_uuid, "revoked")
 
     # -- invalidations outbox ---------------------------------------------------------------

@@ -8,6 +8,7 @@ script needs.
 from __future__ import annotations
 
 import base64
+import hashlib
 
 NAMESPACE = "tokensvc"
 
@@ -30,3 +31,25 @@ def purge_lock_key(compute_host: str, cycle: int) -> str:
 def memcached_key(token_hash: str) -> str:
     """A token's entry in the deprecated memcached backend."""
     return f"{NAMESPACE}:console:{token_hash}"
+
+
+def close_channel(proxy_id: str) -> str:
+    """The pub/sub channel that wakes a proxy's close feed (the id hashed: bounded, opaque)."""
+    digest = hashlib.sha256(proxy_id.encode("utf-8", "surrogatepass")).digest()[:16]
+    return f"{NAMESPACE}:closes:{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def close_channel_pattern() -> str:
+    """Every proxy's close channel: one PSUBSCRIBE per API process."""
+    return f"{NAMESPACE}:closes:*"
+
+
+def failed_attempts_key(counter: str, window: int, address: str) -> str:
+    """One client address's count of failed attempts (``auth`` or ``token``) in one window.
+
+    The address is hashed: a key's length stays bounded whatever the server puts in
+    ``REMOTE_ADDR``, and the cache Redis holds no client addresses.
+    """
+    digest = hashlib.blake2b(address.encode("utf-8", "surrogatepass"), digest_size=12).digest()
+    encoded = base64.urlsafe_b64encode(digest).decode()
+    return f"{NAMESPACE}:failed:{counter}:{window}:{encoded}"

@@ -8,8 +8,10 @@ of API processes on any number of machines agree.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -69,15 +71,45 @@ _CLOSE_AT = leases.update().where(
 )
 
 
+# Told the proxy ids whose leases got a close reason, after the commit (the close feed).
+NotifyCloses = Callable[[Collection[str]], None]
+# Where close_leases collects those proxy ids inside a closing_transaction.
+_CLOSED_PROXIES = "tokensvc.closed_proxies"
+
+
 def close_leases(
     conn: Connection, reason: str, instance_uuid: str, at: tuple[str, int] | None = None
 ) -> None:
-    """Ask the proxies to close the sessions on these consoles (the next heartbeat tells them)."""
+    """Ask the proxies to close the sessions on these consoles (close feed, next heartbeat)."""
     params = {"k_instance_uuid": instance_uuid, "close_reason": reason}
+    where = [leases.c.instance_uuid == instance_uuid, leases.c.close_reason.is_not(None)]
     if at is None:
         conn.execute(_CLOSE_ALL, params)
     else:
         conn.execute(_CLOSE_AT, params | {"k_host": at[0], "k_port": at[1]})
+        where += [leases.c.host == at[0], leases.c.port == at[1]]
+    closed: set[str] | None = conn.info.get(_CLOSED_PROXIES)
+    if closed is not None:
+        closed.update(conn.execute(sa.select(leases.c.proxy_id).where(*where)).scalars())
+
+
+@contextlib.contextmanager
+def closing_transaction(engine: Engine, notify: NotifyCloses | None) -> Iterator[Connection]:
+    """``engine.begin()`` that tells ``notify`` whose leases it closed, once committed.
+
+    After the commit, so a woken close feed reads the close reason; never on a rollback.
+    """
+    closed: set[str] = set()
+    with engine.begin() as conn:
+        if notify is not None:
+            conn.info[_CLOSED_PROXIES] = closed
+        try:
+            yield conn
+        finally:
+            # The info dict outlives this checkout (it belongs to the DBAPI connection).
+            conn.info.pop(_CLOSED_PROXIES, None)
+    if closed and notify is not None:
+        notify(closed)
 
 
 _LIVE_LEASES = sa.select(*_LEASE_COLUMNS, leases.c.host, leases.c.port).where(
@@ -93,9 +125,12 @@ def live_leases(conn: Connection, instance_uuid: str) -> dict[tuple[str, int], C
 
 
 class LeaseStore:
-    def __init__(self, engine: Engine, *, lease_ttl: int) -> None:
+    def __init__(
+        self, engine: Engine, *, lease_ttl: int, notify: NotifyCloses | None = None
+    ) -> None:
         self.engine = engine
         self.lease_ttl = dt.timedelta(seconds=lease_ttl)
+        self.notify = notify
 
     def acquire(
         self, console: ConsoleKey, proxy_id: str, client: str | None
@@ -148,7 +183,30 @@ class LeaseStore:
                 .where(leases.c.id == lease_id, leases.c.close_reason.is_(None))
                 .values(close_reason="forced")
             )
-        return result.rowcount == 1
+            # (MariaDB has no UPDATE ... RETURNING.)
+            mine = sa.select(leases.c.proxy_id).where(leases.c.id == lease_id)
+            proxy_ids = list(conn.execute(mine).scalars()) if result.rowcount == 1 else []
+        if proxy_ids and self.notify is not None:
+            self.notify(proxy_ids)
+        return bool(proxy_ids)
+
+    def closing(self, proxy_id: str, *, enforce_expiry: bool) -> list[tuple[str, str]]:
+        """(lease id, reason) of the proxy's live leases it must close; reads only.
+
+        With ``enforce_expiry``, a lease whose token expired counts as ``expired`` before
+        a heartbeat has marked it so (the feed polls: no write per poll).
+        """
+        reason: sa.ColumnElement[Any] = leases.c.close_reason
+        condition: sa.ColumnElement[bool] = leases.c.close_reason.is_not(None)
+        now = utcnow()
+        if enforce_expiry:
+            reason = sa.func.coalesce(leases.c.close_reason, "expired")
+            condition = sa.or_(condition, ~_console_is_live(now))
+        query = sa.select(leases.c.id, reason).where(
+            leases.c.proxy_id == proxy_id, leases.c.expires > now, condition
+        )
+        with self.engine.connect() as conn:
+            return [(row[0], row[1]) for row in conn.execute(query.order_by(leases.c.id))]
 
     def heartbeat(self, proxy_id: str, *, enforce_expiry: bool) -> tuple[int, list[LeaseRecord]]:
         """Renew every lease of the proxy; the ones it must close, with their reasons."""
