@@ -30,6 +30,7 @@ from tokensvc.api.routing import MAX_BODY
 from tokensvc.api.schemas import Body
 from tokensvc.networks import parse_networks
 from tokensvc.services import Services
+from tokensvc.stores.rows import consoles
 
 SURROGATE, NUL, CONTROL, C1 = "a\ud800b", "a\x00b", "a\x1bb", "a\x85b"
 # Bad for every id, address and URL field; options values only refuse surrogates.
@@ -260,3 +261,21 @@ def test_an_id_is_checked_in_the_purge_path_too(world):
         ]
     resp = world.req("DELETE", f"/v1/hosts/{uuid.uuid4()}/consoles/expired", world.admin)
     assert resp.status_code == 200
+
+
+def test_rows_written_under_looser_rules_are_still_read(world):
+    """A console stored by an older release (a relative access URL, a loopback host)
+    still validates and lists: stricter checks apply to what is written, not read back."""
+    services = world.app.extensions["tokensvc"]
+    with services.engine.begin() as conn:
+        conn.execute(
+            consoles.update()
+            .where(consoles.c.instance_uuid == world.uuid_a)
+            .values(access_url="/vnc.html?path=websockify%3Ftoken%3D{token}", host="127.0.0.1")
+        )
+    services.cached.cache.client.flushdb()  # validate reads the row again
+    validated = world.validate(world.token_a)
+    assert validated.status_code == 200, validated.get_data(as_text=True)
+    assert validated.json["connection"]["data"]["host"] == "127.0.0.1"
+    (listed,) = world.consoles(world.uuid_a).json["connections"]
+    assert listed["data"]["access_url"].startswith("/vnc.html")

@@ -105,6 +105,30 @@ def test_bad_value_names_the_variable(name, value):
     assert message.startswith(f"TOKENSVC_{name}: ") and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "mysql://tokensvc:s3cr3t-pw@db.example:notaport/tokensvc"),
+        ("DATABASE_URL", "postgresql://tokensvc:s3cr3t-pw@db.example/tokensvc"),
+        ("REDIS_URL", "redis://:s3cr3t-pw@cache.example:99999/0"),
+        ("REDIS_URL", "http://user:s3cr3t-pw@cache.example/0"),
+        ("QUEUE_REDIS_URL", "rediss://user:s3cr3t-pw@cache.example:6379/zero"),
+    ],
+)
+def test_a_bad_url_is_named_without_its_password(name, value):
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({f"TOKENSVC_{name}": value})
+    message = str(excinfo.value)
+    assert message.startswith(f"TOKENSVC_{name}: ") and "s3cr3t-pw" not in message
+
+
+def test_console_networks_are_cidrs():
+    parsed = Settings.from_env({"TOKENSVC_CONSOLE_NETWORKS": "127.0.0.0/8, ::1"})
+    assert [str(n) for n in parsed.console_networks] == ["127.0.0.0/8", "::1/128"]
+    with pytest.raises(ConfigError, match=r"^TOKENSVC_CONSOLE_NETWORKS: not a network .*'lo'"):
+        Settings.from_env({"TOKENSVC_CONSOLE_NETWORKS": "10.0.0.0/8,lo"})
+
+
 def test_token_ttl_over_max_is_refused():
     with pytest.raises(ConfigError, match=r"^TOKENSVC_TOKEN_TTL: must not exceed"):
         Settings.from_env({"TOKENSVC_TOKEN_TTL": "90000"})

@@ -41,6 +41,10 @@ class Field:
     def from_primitive(self, value: Any) -> Any:
         return self.coerce(value)
 
+    def load(self, value: Any) -> Any:
+        """A value read back from storage (``VersionedObject.obj_load``)."""
+        return self.coerce(value)
+
     def describe(self) -> str:
         """Stable text of what the field accepts, for the object fingerprint."""
         return f"{type(self).__name__}(nullable={self.nullable}, read_only={self.read_only})"
@@ -102,6 +106,12 @@ class StringField(Field):
         if self._shape is not None and not self._shape.fullmatch(value):
             raise ValueError(self.reason or f"must match {self.pattern}")
         return value
+
+    def load(self, value: Any) -> Any:
+        # Text only: its shape (and a HostField's rules) held, or not, when it was written.
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be a string")
+        return super().coerce(value) if value is None else value
 
     def describe(self) -> str:
         shape = "" if self.pattern is None else f"~{self.pattern}"

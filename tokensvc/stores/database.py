@@ -110,7 +110,7 @@ class DatabaseStore:
         found = single_statement(self.reader, sa.select(*columns).where(instances.c.uuid == uuid))
         if not found:
             raise NotFound(f"instance {uuid} not found")
-        return Instance(**found[0])
+        return Instance.obj_load(**found[0])
 
     def delete_instance(self, uuid: str) -> list[str]:
         with self._revoking() as conn:

@@ -49,7 +49,7 @@ class LeaseRecord(NamedTuple):
 
 
 def lease_from_row(row: RowMapping) -> ConsoleLease:
-    return ConsoleLease(**{c.name: row[c.name] for c in _LEASE_COLUMNS})
+    return ConsoleLease.obj_load(**{c.name: row[c.name] for c in _LEASE_COLUMNS})
 
 
 def _record(row: RowMapping) -> LeaseRecord:

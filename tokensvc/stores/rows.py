@@ -35,9 +35,7 @@ def console_from_row(row: RowMapping, lease: ConsoleLease | None = None) -> Cons
     values = dict(row)
     if values["console_type"] is None:
         del values["console_type"]
-    connection = ConsoleConnection(**values, connected=lease is not None, lease=lease)
-    connection.obj_reset_changes()
-    return connection
+    return ConsoleConnection.obj_load(**values, connected=lease is not None, lease=lease)
 
 
 def valid_console(connection: ConsoleConnection) -> ValidConsole:
