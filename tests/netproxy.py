@@ -35,10 +35,11 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _Listener:
+class Listener:
     """A loopback listener on a free port with an accept thread; subclasses handle clients."""
 
     def __init__(self, *, max_connections: int, name: str) -> None:
+        """``max_connections``: how many of them a subclass's ``_handle`` serves at once."""
         self.max_connections = max_connections
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -98,7 +99,7 @@ class _Listener:
         for thread in threads:
             thread.join(_JOIN_TIMEOUT)
 
-    def __enter__(self) -> _Listener:
+    def __enter__(self) -> Listener:
         return self
 
     def __exit__(
@@ -137,7 +138,7 @@ class _Pair:
             _reset(self.upstream)
 
 
-class TcpProxy(_Listener):
+class TcpProxy(Listener):
     """Forwards 127.0.0.1:``port`` to ``target_host:target_port`` until cut.
 
     ``cut()`` resets every live connection and every new one until ``restore()``
@@ -242,7 +243,7 @@ class TcpProxy(_Listener):
             pair.release()
 
 
-class HangingServer(_Listener):
+class HangingServer(Listener):
     """Accepts connections, reads and discards what they send, and never answers."""
 
     def __init__(self, *, max_connections: int = 64) -> None:

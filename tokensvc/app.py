@@ -6,26 +6,17 @@ import logging
 import time
 import uuid
 
-from flask import Flask, Response, g, jsonify, request
-from sqlalchemy.exc import InterfaceError, OperationalError
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.wrappers import Response as BaseResponse
 
 from tokensvc.api import consoles, hosts, instances, leases, ops, tokens
 from tokensvc.api.hotpath import ValidateHotPath
+from tokensvc.api.problems import problem_of, problem_response
 from tokensvc.api.routing import MAX_BODY
 from tokensvc.config import Settings
 from tokensvc.dashboard import make_dashboard
-from tokensvc.errors import (
-    BackendUnavailable,
-    BadRequest,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    TokensvcError,
-    UnsupportedMediaType,
-    problem,
-)
 from tokensvc.metrics import UNMATCHED_ROUTE, method_label, status_label
 from tokensvc.services import Services
 
@@ -37,13 +28,6 @@ DEPRECATION_HEADERS = {
     "Sunset": "Tue, 01 Jun 2027 00:00:00 GMT",
 }
 BLUEPRINTS = (instances.bp, consoles.bp, tokens.bp, leases.bp, hosts.bp, ops.bp)
-_HTTP_ERRORS: dict[int, type[TokensvcError]] = {
-    400: BadRequest,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
-}
 
 
 def create_app(config: Settings | None = None) -> Flask:
@@ -73,42 +57,17 @@ def create_app(config: Settings | None = None) -> Flask:
     return app
 
 
-def problem_response(error: TokensvcError) -> Response:
-    request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
-    response = jsonify(problem(error, instance=request.path, request_id=request_id))
-    response.status_code = error.status
-    response.mimetype = "application/problem+json"
-    retry_after = getattr(error, "retry_after", None)  # 503 and 429 say when to come back
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
 def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(TokensvcError)
-    def service_error(error: TokensvcError) -> Response:
-        return problem_response(error)
-
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    def database_down(error: Exception) -> Response:
-        log.warning("database unavailable: %s", type(error).__name__)
-        return problem_response(BackendUnavailable("the database is unavailable, retry later"))
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        kind = _HTTP_ERRORS.get(error.code or 500, TokensvcError)
-        response = problem_response(kind(error.description if kind is BadRequest else None))
-        allow = dict(error.get_headers()).get("Allow")
+    # Every failure answers through tokensvc/api/problems.py, as on validate's hot path.
+    @app.errorhandler(Exception)
+    def any_error(error: Exception) -> BaseResponse:
+        request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
+        answer = problem_of(error, request_id)
+        response = problem_response(answer, instance=request.path, request_id=request_id)
+        allow = dict(error.get_headers()).get("Allow") if isinstance(error, HTTPException) else None
         if allow:
             response.headers["Allow"] = allow
         return response
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> Response:
-        # Logged with its traceback under the request id; the caller sees neither trace nor text.
-        log.exception("unexpected error (request %s)", g.get("request_id"))
-        return problem_response(TokensvcError("unexpected error; quote the request_id"))
 
 
 def _register_request_hooks(app: Flask, services: Services) -> None:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from tokensvc.db.service_keys import ServiceKey, ServiceKeyStore
+from tokensvc.db.service_keys import ServiceKeyStore
 from tokensvc.errors import BackendUnavailable, Forbidden, Unauthorized
 from tokensvc.objects.console import utcnow
+from tokensvc.service_key import ServiceKey
 
 KEY_PREFIX = "tsk_"
 _KEY_SHAPE = re.compile(r"tsk_[A-Za-z0-9_-]{43}")

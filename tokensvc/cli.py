@@ -6,14 +6,14 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO
 
 import click
 
 from tokensvc import server
 from tokensvc.auth import generate_key, hash_key
+from tokensvc.cli_settings import load_settings
 from tokensvc.client import Client
-from tokensvc.config import ConfigError, Settings, require_existing_database
 from tokensvc.db import schema
 from tokensvc.db.engine import make_engine
 from tokensvc.db.service_keys import ROLES, ServiceKeyStore
@@ -25,23 +25,6 @@ from tokensvc.registration import NoConsoles, register_domain
 from workers.cli import purge, scheduler, worker
 
 
-def config_error(exc: ConfigError) -> NoReturn:
-    """End the command with one line naming the setting, not a traceback."""
-    click.echo(f"tokensvc: configuration error: {exc}", err=True)
-    sys.exit(2)
-
-
-def load_settings(*, may_create_database: bool = False) -> Settings:
-    """Settings from the environment; a bad value ends the command with one line."""
-    try:
-        settings = Settings.from_env()
-        if not may_create_database:
-            require_existing_database()
-    except ConfigError as exc:
-        config_error(exc)
-    return settings
-
-
 # Wide enough that no command's one-line description is cut in `tokensvc --help`.
 @click.group(context_settings={"max_content_width": 120})
 @click.version_option(package_name="tokensvc", message="%(prog)s %(version)s")
@@ -50,7 +33,7 @@ def main() -> None:
 
     Every command reads its settings from TOKENSVC_* environment variables
     (README, "Settings"); without TOKENSVC_DATABASE_URL the database is the
-    SQLite file tokensvc.db in the current directory.
+    SQLite file tokensvc.db in TOKENSVC_STATE_DIR (default ~/.local/state/tokensvc).
     """
 
 
@@ -182,10 +165,12 @@ def serve(tls_cert: Path | None, tls_key: Path | None) -> None:
       TOKENSVC_THREADS          request threads per worker (4)
       TOKENSVC_MAX_CONNECTIONS  open connections per worker, idle ones too (1024)
       TOKENSVC_HEADER_TIMEOUT   seconds to send headers; keep-alive idle time (5)
-      TOKENSVC_DATABASE_URL     sqlite:///tokensvc.db or mysql://...
+      TOKENSVC_STATE_DIR        its files (~/.local/state/tokensvc, or $XDG_STATE_HOME/tokensvc)
+      TOKENSVC_DATABASE_URL     mysql://... (default: SQLite, tokensvc.db in the state dir)
       TOKENSVC_REDIS_URL        the cache (unset: database only)
 
-    On an empty key table it writes an admin key to ./tokensvc-admin.key (0600).
+    On an empty key table it writes an admin key to tokensvc-admin.key in the state
+    directory (0600) and prints its path.
     """
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,22 +29,32 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-DEFAULT_SQLITE_FILE = "tokensvc.db"  # in the current directory
+DEFAULT_SQLITE_FILE = "tokensvc.db"  # in the state directory
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_STATE_HOME/tokensvc``, else ``~/.local/state/tokensvc``: per user and outside
+    any source checkout, so a run never writes into the tree it was installed from, and
+    every command finds the same default database whatever the current directory."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME") or "~", ".local", "state")
+    return Path(os.path.expanduser(base)) / "tokensvc"
 
 
 class ConfigError(ValueError):
     """A setting has a bad value; the message names the variable."""
 
 
-def require_existing_database(environ: Mapping[str, str] | None = None) -> None:
+def require_existing_database(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
     """For commands that use a database rather than make one (all but ``serve``): with
-    no TOKENSVC_DATABASE_URL, the default SQLite file must exist here already, or a
-    command run in the wrong directory would quietly start an empty database."""
+    no TOKENSVC_DATABASE_URL, the default SQLite file must exist already, or a command
+    run with another state directory would quietly start an empty database."""
     env = os.environ if environ is None else environ
-    if PREFIX + "DATABASE_URL" not in env and not os.path.exists(DEFAULT_SQLITE_FILE):
+    default = settings.state_dir / DEFAULT_SQLITE_FILE
+    if PREFIX + "DATABASE_URL" not in env and not default.exists():
         raise ConfigError(
-            f"{PREFIX}DATABASE_URL: not set, and there is no {DEFAULT_SQLITE_FILE} here "
-            "(run where `tokensvc serve` made it, or set the URL)"
+            f"{PREFIX}DATABASE_URL: not set, and there is no {default} "
+            f"(run `tokensvc serve` first, or set the URL or {PREFIX}STATE_DIR)"
         )
 
 
@@ -154,6 +165,12 @@ def _memcached_servers(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(servers)
 
 
+def _directory(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must name a directory, got an empty value")
+    return Path(os.path.expanduser(raw.strip()))
+
+
 def _bind(raw: str) -> str:
     host, sep, port = raw.strip().rpartition(":")
     if not sep or not host:
@@ -171,7 +188,10 @@ def _default_workers() -> int:
 class Settings:
     """Typed, validated settings. Field names are the variable names, lowercased."""
 
-    database_url: str = f"sqlite:///{DEFAULT_SQLITE_FILE}"
+    # Where `serve` writes what it makes: the default SQLite file and the bootstrap key.
+    state_dir: Path = dataclasses.field(default_factory=default_state_dir)
+    # Empty: the SQLite file DEFAULT_SQLITE_FILE in state_dir (filled in __post_init__).
+    database_url: str = ""
     redis_url: str | None = None
     queue_redis_url: str | None = None
     console_tokens_backend: Backend = "database"
@@ -218,6 +238,9 @@ class Settings:
     close_feed_wait: float = 20.0
 
     def __post_init__(self) -> None:
+        if not self.database_url:
+            default = f"sqlite:///{self.state_dir / DEFAULT_SQLITE_FILE}"
+            object.__setattr__(self, "database_url", default)
         if self.token_ttl > self.max_token_ttl:
             raise ConfigError(
                 f"{PREFIX}TOKEN_TTL: must not exceed {PREFIX}MAX_TOKEN_TTL "
@@ -225,6 +248,12 @@ class Settings:
             )
         if self.queue_redis_url is None and self.redis_url is not None:
             object.__setattr__(self, "queue_redis_url", next_redis_db(self.redis_url))
+
+    @property
+    def default_database_file(self) -> Path | None:
+        """The SQLite file in state_dir when no other database is configured."""
+        default = self.state_dir / DEFAULT_SQLITE_FILE
+        return default if self.database_url == f"sqlite:///{default}" else None
 
     @property
     def uses_sqlite(self) -> bool:
@@ -247,10 +276,12 @@ class Settings:
                 values[name] = parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{PREFIX}{name.upper()}: {exc}") from None
+        values.setdefault("state_dir", default_state_dir(env))
         return cls(**values)
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
+    "state_dir": _directory,
     "database_url": _database_url,
     "redis_url": _redis_url,
     "queue_redis_url": _redis_url,

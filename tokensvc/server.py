@@ -1,9 +1,10 @@
 """``tokensvc serve``: granian's WSGI workers around the app factory.
 
-Granian was chosen by measurement: its WSGI mode served a bare endpoint about
-twice as fast as gunicorn's sync workers on these 2-core machines. The server
-adds nothing the app needs, except the bootstrap admin key on an empty key
-table (written to a 0600 file; the path is printed, never the key).
+Granian was chosen by measurement: its WSGI mode served 1.7 to 1.8 times the
+requests of gunicorn's gthread workers (same workers and threads) on these 2-core
+machines (docs/benchmarks.md). The server adds nothing the app needs, except the
+state directory and the bootstrap admin key on an empty key table (written there to
+a 0600 file; the path is printed, never the key).
 """
 
 from __future__ import annotations
@@ -41,12 +42,18 @@ def bootstrap_admin_key(keys: ServiceKeyStore, directory: Path) -> Path | None:
     """
     if keys.list():
         return None
+    _make_state_dir(directory)
     secret = generate_key()
     path, descriptor = _new_key_file(directory)
     with os.fdopen(descriptor, "w") as key_file:
         key_file.write(secret + "\n")
     keys.create(hash_key(secret), "admin")
     return path
+
+
+def _make_state_dir(directory: Path) -> None:
+    """0700: it holds the bootstrap admin key and, by default, the SQLite database."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _new_key_file(directory: Path) -> tuple[Path, int]:
@@ -64,9 +71,11 @@ def _new_key_file(directory: Path) -> tuple[Path, int]:
 
 def serve(settings: Settings, *, tls_cert: Path | None, tls_key: Path | None) -> None:
     logs.configure(settings)  # granian configures it again, here and in each worker
+    if settings.default_database_file is not None:
+        _make_state_dir(settings.state_dir)
     engine = make_engine(settings.database_url)
     schema.ensure_schema(engine)  # fail here, once, rather than in every worker
-    written = bootstrap_admin_key(ServiceKeyStore(engine), Path.cwd())
+    written = bootstrap_admin_key(ServiceKeyStore(engine), settings.state_dir)
     engine.dispose()
     if written is not None:
         click.echo(f"bootstrap admin key written to {written} (mode 0600)", err=True)

@@ -12,6 +12,7 @@ from tokensvc.config import Settings
 from tokensvc.db import schema
 from tokensvc.db.engine import READ_TIMEOUT, make_engine, make_read_engine
 from tokensvc.db.service_keys import ServiceKeyStore
+from tokensvc.legacy import LegacyReadStore
 from tokensvc.metrics import Metrics
 from tokensvc.ratelimit import RateLimiter
 from tokensvc.stores.base import TokenStore
@@ -52,8 +53,6 @@ class Services:
     authenticator: KeyAuthenticator
     metrics: Metrics
     leases: LeaseStore
-    # Database backend switching from memcached: tokens still only in memcached.
-    legacy: MemcachedEntries | None
     closes: CloseFeed
     limiter: RateLimiter
 
@@ -89,6 +88,13 @@ class Services:
         if memcached:
             assert entries is not None
             store = MemcachedStore(database, entries)
+        elif entries is not None:  # switching from memcached: tokens only memcached holds
+            store = LegacyReadStore(
+                cached or database,
+                entries,
+                max_token_ttl=settings.max_token_ttl,
+                imported=metrics.legacy_imports.inc,
+            )
         keys = ServiceKeyStore(engine)
         authenticator = KeyAuthenticator(
             keys,
@@ -98,7 +104,6 @@ class Services:
         )
         leases = LeaseStore(engine, lease_ttl=settings.lease_ttl)
         closes = _close_feed(settings, leases, database, cached)
-        legacy = None if memcached else entries
         return cls(
             settings,
             engine,
@@ -109,7 +114,6 @@ class Services:
             authenticator,
             metrics,
             leases,
-            legacy,
             closes,
             _limiter(settings, cached),
         )

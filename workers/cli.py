@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
@@ -10,21 +11,19 @@ import click
 import redis
 
 from tokensvc import logs
+from tokensvc.cli_settings import config_error, load_settings
 from tokensvc.config import ConfigError, Settings
 from tokensvc.services import Services
+from tokensvc.stores.base import console_records
 from workers import jobs, queues, schedule
 from workers.context import WORKER_READ_TIMEOUT, queue_connection
 
 
 def _settings() -> Settings:
-    from tokensvc.cli import load_settings  # the one place that reports bad settings
-
     return load_settings()
 
 
 def _queue_redis(settings: Settings) -> redis.Redis:
-    from tokensvc.cli import config_error
-
     try:
         return queue_connection(settings)
     except ConfigError as exc:
@@ -37,7 +36,18 @@ def worker(burst: bool) -> None:
     """Run queued jobs (SIGTERM: finish the current one, then stop)."""
     settings = _settings()
     logs.configure(settings)  # before rq's own set-up, which then adds no handler
-    queues.worker(_queue_redis(settings)).work(burst=burst, logging_level=settings.log_level)
+    connection = _queue_redis(settings)
+    click.echo(
+        f"tokensvc worker: running the jobs of queue {queues.QUEUE_NAME!r} on "
+        f"{_where(connection)}{' until it is empty' if burst else ''}; each failure is "
+        "logged, routine jobs are not",
+        err=True,
+    )
+    # rq logs three lines per job at INFO (every 10 s for the outbox retry alone):
+    # routine. Its failures are ERRORs and stay loud.
+    level = logging.getLevelName(settings.log_level)
+    quiet = level if level == logging.DEBUG else max(logging.WARNING, level)
+    queues.worker(connection).work(burst=burst, logging_level=quiet)
 
 
 @click.command()
@@ -48,7 +58,14 @@ def scheduler() -> None:
     """
     settings = _settings()
     logs.configure(settings)
-    schedule.run(settings, _queue_redis(settings))
+    connection = _queue_redis(settings)
+    every = ", ".join(
+        f"{schedule.DESCRIPTIONS[job_id]} every {interval} s"
+        for job_id, (_, interval) in schedule.periodic_jobs(settings).items()
+    )
+    click.echo(f"tokensvc scheduler: queues {every} on {_where(connection)}", err=True)
+    logging.getLogger("rq_scheduler").setLevel(logging.WARNING)  # its routine INFO lines
+    schedule.run(settings, connection)
 
 
 @click.command()
@@ -66,6 +83,7 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
     if not hosts and not every_host:
         raise click.UsageError("give --host H (repeatable) or --all")
     services = Services.build(_settings(), read_timeout=WORKER_READ_TIMEOUT)
+    store = console_records(services.store)  # unsupported-in-backend before any work
     database = services.database
     targets = list(hosts) or database.hosts_with_expired()
     started = time.monotonic()
@@ -75,7 +93,7 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
     with click.progressbar(length=total, label="purging", hidden=not show_bar) as bar:
         after_batch = jobs.resting(services.settings, lambda batch: bar.update(len(batch)))
         for host in targets:
-            result = services.store.purge_expired(host, services.settings.purge_batch, after_batch)
+            result = store.purge_expired(host, services.settings.purge_batch, after_batch)
             deleted, batches = deleted + result.deleted, batches + result.batches
     elapsed = time.monotonic() - started
     if as_json:
@@ -87,6 +105,13 @@ def purge(hosts: tuple[str, ...], every_host: bool, as_json: bool) -> None:
             f"{_count(len(targets), 'compute host')} in {_count(batches, 'batch')} "
             f"({elapsed:.1f}s)"
         )
+
+
+def _where(connection: redis.Redis) -> str:
+    """The queue Redis as a start line names it: no password."""
+    kwargs = connection.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+    return f"Redis {where} db {kwargs.get('db', 0)}"
 
 
 def _count(number: int, noun: str) -> str:

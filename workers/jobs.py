@@ -10,6 +10,7 @@ import redis
 
 from tokensvc.config import Settings
 from tokensvc.stores import keys
+from tokensvc.stores.base import console_records
 from workers.context import context
 from workers.queues import queue
 
@@ -19,7 +20,9 @@ def purge_host(compute_host: str, cycle: int) -> dict[str, int]:
     PURGE_PAUSE seconds between batches."""
     services = context().services
     size = services.settings.purge_batch
-    result = services.store.purge_expired(compute_host, size, resting(services.settings))
+    result = console_records(services.store).purge_expired(
+        compute_host, size, resting(services.settings)
+    )
     return {"deleted": result.deleted, "batches": result.batches, "cycle": cycle}
 
 

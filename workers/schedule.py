@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from tokensvc.config import Settings
+from tokensvc.stores.base import Capability, backend_capabilities
 from workers import jobs
 from workers.queues import scheduler
 
@@ -21,6 +22,12 @@ from workers.queues import scheduler
 OUTBOX_RETRY_INTERVAL = 10
 PURGE_FAN_OUT = "tokensvc-purge-fan-out"
 JOB_IDS = (PURGE_FAN_OUT, "tokensvc-retry-invalidations", "tokensvc-reap-leases")
+# What each periodic job does, as `tokensvc scheduler` says at start.
+DESCRIPTIONS = {
+    PURGE_FAN_OUT: "a purge per compute host with expired consoles",
+    JOB_IDS[1]: "the retry of pending cache invalidations",
+    JOB_IDS[2]: "the removal of lapsed leases",
+}
 
 
 def periodic_jobs(settings: Settings) -> dict[str, tuple[Callable[..., Any], int]]:
@@ -30,8 +37,8 @@ def periodic_jobs(settings: Settings) -> dict[str, tuple[Callable[..., Any], int
         JOB_IDS[1]: (jobs.retry_invalidations, OUTBOX_RETRY_INTERVAL),
         JOB_IDS[2]: (jobs.reap_leases, settings.lease_ttl),
     }
-    if settings.console_tokens_backend == "memcached":
-        # memcached cannot purge (docs/storage-and-cache.md): no job that would fail every cycle.
+    if Capability.RECORDS not in backend_capabilities(settings):
+        # A backend that cannot purge (memcached): no job that would fail every cycle.
         del periodic[PURGE_FAN_OUT]
     return periodic
 

@@ -16,18 +16,17 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import websocket
 
-from tests.conftest import free_port
-from tests.e2e.support import LOOPBACK, TOKENSVC, Server
+from tests.e2e.support import LOOPBACK, TOKENSVC, Server, deployment, register
+from tests.netproxy import Listener
+from tests.support import free_port, wait_until
 
 BANNER = b"RFB 003.008\n"
 ORIGIN = "https://console.example"  # what users send unless a test says otherwise
@@ -46,19 +45,12 @@ _GRACEFUL = (
 )
 
 
-class ConsoleServer:
+class ConsoleServer(Listener):
     """Sends ``BANNER`` to each connection, then echoes whatever it receives."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._live: set[socket.socket] = set()
-        self.accepted = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(_POLL)
-        self.port: int = self._sock.getsockname()[1]
-        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
-        self._acceptor.start()
+        super().__init__(max_connections=1024, name="console-server")
 
     @property
     def live(self) -> int:
@@ -68,26 +60,13 @@ class ConsoleServer:
 
     def wait_live(self, count: int, timeout: float = 10.0) -> bool:
         """True once exactly ``count`` connections are open, False at the deadline."""
-        deadline = time.monotonic() + timeout
-        while self.live != count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(_POLL)
-        return True
+        return wait_until(lambda: self.live == count, timeout)
 
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(None)
-            with self._lock:
-                self.accepted += 1
-                self._live.add(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        with self._lock:
+            self._live.add(conn)
+        self._spawn(self._serve, conn, name="console-server-conn")
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -101,11 +80,8 @@ class ConsoleServer:
                 self._live.discard(conn)
             conn.close()
 
-    def close(self) -> None:
-        """Stop accepting and end every connection (each peer sees EOF)."""
-        self._stop.set()
-        self._acceptor.join(2)
-        self._sock.close()
+    def _close_connections(self) -> None:
+        """Each peer sees EOF."""
         with self._lock:
             live = list(self._live)
         for conn in live:
@@ -114,14 +90,6 @@ class ConsoleServer:
 
     def __enter__(self) -> ConsoleServer:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- the service -----------------------------------------------------------------------------
@@ -150,11 +118,10 @@ class Service:
     def register(self, console_port: int, **fields: Any) -> tuple[str, str]:
         """A console of a new instance at 127.0.0.1:console_port: (token, instance uuid)."""
         instance = str(uuid.uuid4())
-        self.api("PUT", f"/v1/instances/{instance}", {"host": "compute-1"})
-        body = {"instance_uuid": instance, "host": "127.0.0.1", "port": console_port}
-        registered = self.api("POST", "/v1/consoles", body | {"console_type": "novnc"} | fields)
-        self.issued.append(registered["token"])
-        return registered["token"], instance
+        fields.setdefault("host", "127.0.0.1")
+        token = register(self.server, self.admin, console_port, instance, **fields)
+        self.issued.append(token)
+        return token, instance
 
     def validate(self, token: str) -> int:
         """The status the service answers a proxy validating ``token``."""
@@ -164,6 +131,15 @@ class Service:
     def leases(self, instance: str) -> list[dict[str, Any]]:
         leases: list[dict[str, Any]] = self.api("GET", "/v1/leases")["leases"]
         return [lease for lease in leases if lease["console"]["instance_uuid"] == instance]
+
+
+@contextlib.contextmanager
+def running_service(
+    label: str, directory: Path, env: dict[str, str] | None = None
+) -> Iterator[Service]:
+    """A ``deployment`` started as a ``Service``; everything stopped and dropped afterwards."""
+    with deployment(label, directory, env) as (server, _):
+        yield Service.start(server, directory)
 
 
 # -- the proxy -------------------------------------------------------------------------------
@@ -298,12 +274,7 @@ def refusal(port: int, token: str, **options: Any) -> tuple[int, str]:
 
 
 def eventually(check: Callable[[], bool], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return wait_until(check, within, poll=0.1)
 
 
 def accepts(port: int) -> bool:

@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from tests.conftest import MariaDB, RedisProcess, free_port
+from tests.support import MariaDB, RedisProcess, free_port
 from tokensvc.config import Settings
 
 INSTANCE = "5d6c0a3e-3f1b-4a8e-9a55-2b8a7c0e1f11"
@@ -30,6 +32,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENSVC_")}
         self.env |= env | {"TOKENSVC_BIND": f"127.0.0.1:{self.port}"}  # serve's defaults
+        # The default SQLite file and the bootstrap key go to cwd, not the user's state dir.
+        self.env.setdefault("TOKENSVC_STATE_DIR", str(cwd))
         self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.cwd = cwd
         self.log = cwd / "server.log"
@@ -96,13 +100,34 @@ class Server:
         )
 
 
-def register(server: Server, admin: str, port: int = 5900) -> str:
-    server.call("PUT", f"/v1/instances/{INSTANCE}", admin, {"host": "compute-1"})
-    body = {"instance_uuid": INSTANCE, "host": "10.2.0.9", "port": port, "console_type": "novnc"}
-    answer = server.post("/v1/consoles", admin, body)
+def put_instance(server: Server, admin: str, instance: str | None = None) -> str:
+    """Puts ``instance`` (a new uuid by default) on compute-1; its uuid."""
+    instance = instance or str(uuid.uuid4())
+    server.call("PUT", f"/v1/instances/{instance}", admin, {"host": "compute-1"})
+    return instance
+
+
+def register(
+    server: Server, admin: str, port: int = 5900, instance: str = INSTANCE, **fields: Any
+) -> str:
+    """The token of a novnc console at 10.2.0.9:``port`` unless ``fields`` say otherwise."""
+    put_instance(server, admin, instance)
+    body = {"instance_uuid": instance, "host": "10.2.0.9", "port": port, "console_type": "novnc"}
+    answer = server.post("/v1/consoles", admin, body | fields)
     assert answer.status_code == 201, answer.text
     token: str = answer.json()["token"]
     return token
+
+
+@contextlib.contextmanager
+def running(
+    label: str, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[Server, str, str]]:
+    """A started ``deployment``'s server, and an admin and a proxy key made before it started."""
+    with deployment(label, cwd, env) as (server, _):
+        admin, proxy = server.create_key("admin"), server.create_key("proxy")
+        server.start()
+        yield server, admin, proxy
 
 
 @contextlib.contextmanager

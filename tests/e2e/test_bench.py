@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.conftest import MYSQL_SERVER_URL, RUN_ID, MariaDB
+from tests.support import MYSQL_SERVER_URL, RUN_ID, MariaDB
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = ["a", "b", "c", "d", "db", "e", "f", "g", "h", "reg", "rot"]

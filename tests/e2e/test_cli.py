@@ -88,10 +88,33 @@ def test_a_command_without_a_configured_database_creates_none(tmp_path, command)
     result = Server({}, tmp_path).cli(*command)  # no TOKENSVC_DATABASE_URL, no tokensvc.db
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        "tokensvc: configuration error: TOKENSVC_DATABASE_URL: not set, and there is no "
-        "tokensvc.db here (run where `tokensvc serve` made it, or set the URL)"
+        f"tokensvc: configuration error: TOKENSVC_DATABASE_URL: not set, and there is no "
+        f"{tmp_path}/tokensvc.db (run `tokensvc serve` first, or set the URL or "
+        "TOKENSVC_STATE_DIR)"
     ]
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_serve_writes_into_the_state_dir_never_the_current_directory(tmp_path):
+    """Run from a source checkout, `serve` must leave the tree as it was."""
+    checkout, home = tmp_path / "checkout", tmp_path / "home"
+    checkout.mkdir()
+    server = Server({"HOME": str(home)}, checkout)
+    del server.env["TOKENSVC_STATE_DIR"]  # the default: ~/.local/state/tokensvc
+    server.env.pop("XDG_STATE_HOME", None)
+    server.log = tmp_path / "server.log"
+    server.start()
+    try:
+        state = home / ".local" / "state" / "tokensvc"
+        assert f"bootstrap admin key written to {state}/tokensvc-admin.key" in (
+            server.log.read_text()
+        )
+        assert (state / "tokensvc.db").exists() and state.stat().st_mode & 0o777 == 0o700
+        # Any directory: the other commands find the same database.
+        assert server.cli("keys", "list").stdout.count("admin") == 1
+    finally:
+        server.stop()
+    assert list(checkout.iterdir()) == []
 
 
 def test_version_key_list_header_and_json_expiry(cli):

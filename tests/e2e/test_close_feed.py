@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import MariaDB
 from tests.e2e.consoles import (
     BANNER,
     ConsoleServer,
@@ -26,6 +25,7 @@ from tests.e2e.consoles import (
     user,
 )
 from tests.e2e.support import LOOPBACK, Server, deployment
+from tests.support import MariaDB
 from tokensvc.server import STOP_TIMEOUT
 
 LAG = 1.0  # seconds from the revoke's answer to the close frame, at most
@@ -61,16 +61,8 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def proxy(service: Service, tmp_path_factory: pytest.TempPathFactory):
-    started = Proxies(service.server.url, service.key_file, tmp_path_factory.mktemp("proxies"))
-    yield started.start("feed")
-    started.stop_all()
-
-
-@pytest.fixture
-def console() -> Iterator[ConsoleServer]:
-    with ConsoleServer() as server:
-        yield server
+def proxy(proxies: Proxies):
+    return proxies.start("feed")
 
 
 def _revoke_lag(service: Service, proxy, console: ConsoleServer, revoke) -> tuple[int, float]:

@@ -26,8 +26,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import AppFactory, Keys
 from tests.e2e.support import Server, deployment
+from tests.support import AppFactory, Keys
 from tokensvc.auth import generate_key, hash_key
 from tokensvc.config import next_redis_db
 from tokensvc.objects.console import utcnow
@@ -288,11 +288,16 @@ def test_actions_only_from_the_dashboard_itself(dashboard: Dashboard) -> None:
 
 def failed_job(dashboard: Dashboard) -> JSONQueue:
     """The queue, with one job in its failed registry."""
-    jobs = queue(dashboard.queue_redis)
+    return fail_a_job(dashboard.queue_redis)
+
+
+def fail_a_job(queue_redis: redis.Redis) -> JSONQueue:
+    """The queue on ``queue_redis``, once a worker failed one more job of it."""
+    jobs = queue(queue_redis)
     jobs.enqueue("builtins.int", "not-a-number")
     SimpleWorker(
         [jobs],
-        connection=dashboard.queue_redis,
+        connection=queue_redis,
         serializer=JSONSerializer,
         job_class=JSONJob,
         queue_class=JSONQueue,
@@ -556,18 +561,9 @@ def test_dashboard_buttons_in_a_browser(chromium: Path, served: Served, tmp_path
     """Its own buttons POST from its own page and work; another page's form or link does not."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    jobs = queue(served.queue_redis)
-    jobs.empty()
-    jobs.enqueue("builtins.int", "not-a-number")
-    SimpleWorker(
-        [jobs],
-        connection=served.queue_redis,
-        serializer=JSONSerializer,
-        job_class=JSONJob,
-        queue_class=JSONQueue,
-    ).work(burst=True, max_jobs=1)
+    queue(served.queue_redis).empty()
+    jobs = fail_a_job(served.queue_redis)
     failed = jobs.failed_job_registry
-    assert (jobs.count, failed.count) == (0, 1)
     requeue = f"{served.server.url}/rq/requeue/{QUEUE_NAME}"
     driver = headless(chromium, tmp_path / "profile")
     try:

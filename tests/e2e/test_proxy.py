@@ -16,11 +16,9 @@ import pytest
 import requests
 import websocket
 
-from tests.conftest import free_port
 from tests.e2e.consoles import (
     BANNER,
     ORIGIN,
-    ConsoleServer,
     Proxies,
     ProxyProcess,
     Service,
@@ -29,10 +27,11 @@ from tests.e2e.consoles import (
     eventually,
     receive,
     refusal,
+    running_service,
     user,
 )
-from tests.e2e.support import deployment
 from tests.netproxy import TcpProxy
+from tests.support import free_port
 
 LEASE_TTL = 3
 BEAT = LEASE_TTL / 3  # the proxy heartbeats every lease_ttl / 3
@@ -43,16 +42,8 @@ SLACK = 3.0
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Like `production`, with a 3 s lease TTL, and a proxy key in a 0600 file."""
     directory = tmp_path_factory.mktemp("proxy-service")
-    env = {"TOKENSVC_LEASE_TTL": str(LEASE_TTL)}
-    with deployment("proxy", directory, env) as (server, _):
-        yield Service.start(server, directory)
-
-
-@pytest.fixture(scope="module")
-def proxies(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxies]:
-    started = Proxies(service.server.url, service.key_file, tmp_path_factory.mktemp("proxies"))
-    yield started
-    started.stop_all()
+    with running_service("proxy", directory, {"TOKENSVC_LEASE_TTL": str(LEASE_TTL)}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +57,6 @@ def web_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def proxy(proxies: Proxies, web_root: Path) -> ProxyProcess:
     """The proxy most tests share: no origin check, static files from ``web_root``."""
     return proxies.start("shared", "--web", str(web_root))
-
-
-@pytest.fixture
-def console() -> Iterator[ConsoleServer]:
-    with ConsoleServer() as server:
-        yield server
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -18,16 +18,14 @@ import pytest
 
 from tests.e2e.consoles import (
     BANNER,
-    ConsoleServer,
-    Proxies,
     ProxyProcess,
     Service,
     eventually,
     receive,
     refusal,
+    running_service,
     user,
 )
-from tests.e2e.support import deployment
 from tokensvc import tokens
 
 DRIPPERS = 200
@@ -38,21 +36,8 @@ SLACK = 2.0
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     directory = tmp_path_factory.mktemp("limits-service")
-    with deployment("limits", directory) as (server, _):
-        yield Service.start(server, directory)
-
-
-@pytest.fixture(scope="module")
-def proxies(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxies]:
-    started = Proxies(service.server.url, service.key_file, tmp_path_factory.mktemp("proxies"))
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def console() -> Iterator[ConsoleServer]:
-    with ConsoleServer() as server:
-        yield server
+    with running_service("limits", directory) as started:
+        yield started
 
 
 def threads(proxy: ProxyProcess) -> int:

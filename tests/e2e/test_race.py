@@ -6,13 +6,12 @@ import concurrent.futures
 import threading
 import uuid
 
+from tests.e2e.support import put_instance, register
+
 
 def test_fifty_concurrent_connects_one_winner(production):
     server, admin, proxy = production
-    instance = str(uuid.uuid4())
-    server.call("PUT", f"/v1/instances/{instance}", admin, {"host": "compute-1"})
-    body = {"instance_uuid": instance, "host": "10.4.0.2", "port": 5900, "console_type": "novnc"}
-    token = server.post("/v1/consoles", admin, body).json()["token"]
+    token = register(server, admin, instance=str(uuid.uuid4()), host="10.4.0.2")
     start = threading.Barrier(50)
 
     def connect(n: int):
@@ -29,8 +28,7 @@ def test_fifty_concurrent_connects_one_winner(production):
 
 def test_ten_concurrent_registrations_get_ten_ports(production):
     server, admin, _ = production
-    instance = str(uuid.uuid4())
-    server.call("PUT", f"/v1/instances/{instance}", admin, {"host": "compute-1"})
+    instance = put_instance(server, admin)
     ports = list(range(6100, 6110))
     body = {"instance_uuid": instance, "host": "10.4.0.2", "ports": ports, "console_type": "serial"}
     start = threading.Barrier(10)

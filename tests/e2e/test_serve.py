@@ -10,8 +10,8 @@ import stat
 import pytest
 import requests
 
-from tests.conftest import MariaDB
 from tests.e2e.support import INSTANCE, Server, register
+from tests.support import MariaDB
 from tokensvc import tokens
 from tokensvc.db import schema
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.e2e.support import Server, deployment, register
+from tests.e2e.support import Server, register, running
 from tokensvc.auth import generate_key
 
 HEADER_TIMEOUT = 5.0  # the default
@@ -25,10 +25,8 @@ WELL_UNDER_A_SECOND = 0.5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str, str]]:
-    with deployment("slow", tmp_path_factory.mktemp("slow")) as (server, _):
-        admin, proxy = server.create_key("admin"), server.create_key("proxy")
-        server.start()
-        yield server, admin, proxy
+    with running("slow", tmp_path_factory.mktemp("slow")) as started:
+        yield started
 
 
 @contextlib.contextmanager

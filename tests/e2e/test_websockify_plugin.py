@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port
 from tests.e2e.consoles import _WEBSOCKIFY
+from tests.support import free_port
 
 PLUGIN = "tokensvc.integrations.websockify.TokenPlugin"
 

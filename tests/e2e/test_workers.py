@@ -19,9 +19,9 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
 
-from tests.conftest import MariaDB, RedisProcess
 from tests.e2e.support import TOKENSVC
 from tests.netproxy import TcpProxy
+from tests.support import MariaDB, RedisProcess, wait_until
 from tokensvc import tokens
 from tokensvc.app import create_app
 from tokensvc.auth import generate_key, hash_key
@@ -63,6 +63,17 @@ class Deployment:
         )
         self.processes.append(process)
         return process
+
+    def purge(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """`tokensvc purge` run to its end, its output captured."""
+        return subprocess.run(
+            [TOKENSVC, "purge", *args],
+            env=self.env | env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def logs(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.tmp_path.glob("*.log"))
@@ -122,13 +133,19 @@ def insert_consoles(engine: sa.Engine, host: str, count: int, expires: dt.dateti
     return issued
 
 
-def wait_until(deployment: Deployment, predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{deployment.logs()}"
+def wait_for(deployment: Deployment, predicate, timeout: float, what: str) -> None:
+    """Until ``predicate()``; every worker process must stay alive meanwhile."""
+
+    def done() -> bool:
+        if predicate():
+            return True
         dead = [p.args for p in deployment.processes if p.poll() is not None]
         assert not dead, f"{dead} died:\n{deployment.logs()}"
-        time.sleep(0.2)
+        return False
+
+    assert wait_until(done, timeout, poll=0.2), (
+        f"timed out waiting for {what}:\n{deployment.logs()}"
+    )
 
 
 def purge_jobs(deployment: Deployment) -> list[Job]:
@@ -149,14 +166,14 @@ def test_scheduler_and_worker_purge_every_expired_row_and_no_live_one(deployment
 
     deployment.spawn("scheduler")
     deployment.spawn("worker")
-    wait_until(deployment, lambda: deployment.count(consoles.c.expires <= PAST) == 0, 90, "purge")
+    wait_for(deployment, lambda: deployment.count(consoles.c.expires <= PAST) == 0, 90, "purge")
 
     assert deployment.count() == 1000
 
     def deleted() -> int:
         return sum((job.return_value() or {}).get("deleted", 0) for job in purge_jobs(deployment))
 
-    wait_until(deployment, lambda: deleted() >= 10_000, 30, "the purge jobs to finish")
+    wait_for(deployment, lambda: deleted() >= 10_000, 30, "the purge jobs to finish")
     results = [job.return_value() or {} for job in purge_jobs(deployment)]
     assert sum(r["deleted"] for r in results) == 10_000
     assert sum(r["batches"] for r in results) >= 10_000 // 500  # batched, never one big delete
@@ -187,7 +204,7 @@ def test_two_schedulers_queue_each_host_once_per_cycle(deployment):
         for host in HOSTS:  # every cycle has work for every host
             insert_consoles(deployment.engine, host, 3, PAST)
         time.sleep(0.5)
-    wait_until(deployment, lambda: deployment.count() == 0, 30, "the last purges")
+    wait_for(deployment, lambda: deployment.count() == 0, 30, "the last purges")
     cycles = [(job.args[0], job.args[1]) for job in purge_jobs(deployment)]
     assert len(cycles) >= 2 * len(HOSTS)
     assert len(cycles) == len(set(cycles)), "a host was queued twice in one cycle"
@@ -266,14 +283,8 @@ def test_outbox_retry_removes_the_entry_once_redis_is_back(deployment):
 def test_purge_cli_shows_a_bar_on_a_terminal_and_a_summary_when_piped(deployment):
     for host in HOSTS:
         insert_consoles(deployment.engine, host, 600, PAST)
-    piped = subprocess.run(
-        [TOKENSVC, "purge", "--host", "compute-a"],
-        env=deployment.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    piped = deployment.purge("--host", "compute-a")
+    assert piped.returncode == 0, piped.stderr
     assert piped.stdout.splitlines() == [piped.stdout.strip()]
     assert piped.stdout.startswith("purged 600 expired consoles of 1 compute host in 2 batches")
 
@@ -303,36 +314,41 @@ def test_purge_cli_shows_a_bar_on_a_terminal_and_a_summary_when_piped(deployment
     assert "purging" in text and "100%" in text
     assert "purged 1200 expired consoles of 2 compute hosts" in text
 
-    as_json = subprocess.run(
-        [TOKENSVC, "purge", "--all", "--json"],
-        env=deployment.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    as_json = deployment.purge("--all", "--json")
+    assert as_json.returncode == 0, as_json.stderr
     assert as_json.stdout.startswith('{"deleted": 0, "batches": 0, "hosts": 0')
 
 
 def test_purge_cli_refuses_host_and_all_together_and_rests_between_batches(deployment):
-    both = subprocess.run(
-        [TOKENSVC, "purge", "--all", "--host", "compute-a"],
-        env=deployment.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    both = deployment.purge("--all", "--host", "compute-a")
     assert both.returncode == 2 and "--host and --all: give one of them, not both" in both.stderr
     insert_consoles(deployment.engine, "compute-a", 1000, PAST)  # two full batches of 500
-    paused = subprocess.run(
-        [TOKENSVC, "purge", "--host", "compute-a", "--json"],
-        env=deployment.env | {"TOKENSVC_PURGE_PAUSE": "1.5"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    paused = deployment.purge("--host", "compute-a", "--json", TOKENSVC_PURGE_PAUSE="1.5")
+    assert paused.returncode == 0, paused.stderr
     summary = json.loads(paused.stdout)
     assert (summary["deleted"], summary["batches"]) == (1000, 2)
     assert summary["seconds"] >= 3.0  # PURGE_PAUSE after each full batch
+
+
+def test_scheduler_and_worker_say_what_they_do_once_and_only_failures_after(deployment):
+    scheduler = deployment.spawn("scheduler")
+    wait_for(
+        deployment,
+        lambda: "tokensvc scheduler:" in deployment.logs(),
+        20,
+        "the scheduler's start line",
+    )
+    jobs_queue = queue(deployment.queue_redis)
+    for _ in range(3):
+        jobs_queue.enqueue("workers.jobs.reap_leases")  # routine
+    jobs_queue.enqueue("workers.jobs.purge_host")  # fails: no compute host given
+    deployment.spawn("worker", "--burst").wait(60)
+    scheduler.terminate()
+    scheduler.wait(15)
+    logs = deployment.logs()
+    (started,) = [line for line in logs.splitlines() if line.startswith("tokensvc scheduler:")]
+    assert "a purge per compute host" in started and "every 2 s" in started
+    assert "the retry of pending cache invalidations every 10 s" in started
+    assert sum(line.startswith("tokensvc worker:") for line in logs.splitlines()) == 1
+    assert "reap_leases" not in logs  # routine jobs: quiet
+    assert "purge_host" in logs and "TypeError" in logs  # the failure: loud

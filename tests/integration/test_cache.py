@@ -12,6 +12,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from tests.support import put_instance, registered_token
 from tokensvc import tokens
 from tokensvc.stores import keys as redis_keys
 from tokensvc.stores.entries import NEGATIVE, TOMBSTONE
@@ -41,7 +42,7 @@ def proxy(cache_app, keys_for):
 
 @pytest.fixture
 def keys_for():
-    from tests.conftest import Keys
+    from tests.support import Keys
 
     return Keys
 
@@ -52,13 +53,9 @@ def server(redis_process):
 
 
 def register(client, admin, port=5900, ttl=None):
-    client.put(f"/v1/instances/{INSTANCE}", json={"host": "compute-1"}, headers=admin)
-    body = {"instance_uuid": INSTANCE, "host": "10.1.0.7", "port": port, "console_type": "novnc"}
-    if ttl is not None:
-        body["ttl"] = ttl
-    answer = client.post("/v1/consoles", json=body, headers=admin)
-    assert answer.status_code == 201, answer.json
-    return answer.json["token"]
+    """The token of INSTANCE's console at 10.1.0.7:``port`` (the instance put again first)."""
+    put_instance(client, admin, INSTANCE)
+    return registered_token(client, admin, INSTANCE, port, host="10.1.0.7", ttl=ttl)
 
 
 def validate(client, proxy, token):

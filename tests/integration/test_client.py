@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from tests.conftest import Keys
+from tests.support import Keys, free_port
 from tokensvc.auth import generate_key
 from tokensvc.client import Client, Registration
 from tokensvc.errors import (
@@ -267,13 +267,6 @@ def test_not_acceptable_object_version(admin: Client, keys: Keys, connect: Calla
     with pytest.raises(NotAcceptable) as caught:
         future.list_consoles(instance_uuid)
     assert "7.0" in str(caught.value)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_backend_unavailable_when_nothing_listens():

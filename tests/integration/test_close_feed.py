@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import Keys, RedisProcess, free_port
+from tests.support import Keys, RedisProcess, free_port
 from tokensvc.closefeed import ClosePublisher, CloseSubscriber
 from tokensvc.stores.cache import make_client
 

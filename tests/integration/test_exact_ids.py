@@ -7,7 +7,6 @@ and deleted ``proxy-q``'s leases, a compute key for ``COMPUTE-B`` purged ``compu
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 
-from tests.conftest import AppFactory, Keys
+from tests.support import AppFactory, Keys, put_instance, registered_token
 from tokensvc.stores.rows import consoles
 
 LOOKALIKES = ["PROXY-Q", "Proxy-Q", "proxy-q ", "proxy-q  "]
@@ -35,16 +34,8 @@ class World:
     def __init__(self, app: Flask) -> None:
         self.app, self.client, self.keys = app, app.test_client(), Keys(app)
         self.admin = self.bearer(self.keys.mint("admin"))
-        self.instance = str(uuid.uuid4())
-        put = self.client.put(
-            f"/v1/instances/{self.instance}", json={"host": "compute-b"}, headers=self.admin
-        )
-        assert put.status_code == 201
-        body = {"instance_uuid": self.instance, "host": "10.9.0.1", "port": 5900}
-        registered = self.client.post(
-            "/v1/consoles", json=body | {"console_type": "novnc"}, headers=self.admin
-        )
-        self.token = registered.json["token"]
+        self.instance = put_instance(self.client, self.admin, compute_host="compute-b")
+        self.token = registered_token(self.client, self.admin, self.instance, host="10.9.0.1")
         connected = self.client.post(
             "/v1/tokens/connect",
             json={"token": self.token, "proxy_id": "proxy-q"},

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import Keys
+from tests.support import Keys, put_instance, register_console
 from tokensvc.stores.leases import leases
 from tokensvc.stores.rows import consoles
 
@@ -34,19 +34,14 @@ def api(app):
 
 @pytest.fixture
 def instance(api, admin):
-    uuid_ = str(uuid.uuid4())
-    assert (
-        api.put(f"/v1/instances/{uuid_}", json={"host": "compute-1"}, headers=admin).status_code
-        == 201
-    )
-    return uuid_
+    return put_instance(api, admin)
 
 
 def register(api, admin, instance, **fields):
-    body = {"instance_uuid": instance, "host": "10.3.0.4", "console_type": "serial"} | fields
-    if "ports" not in body:
-        body.setdefault("port", 4555)
-    return api.post("/v1/consoles", json=body, headers=admin)
+    """A serial console at 10.3.0.4:4555 (no port unless given when ``ports`` is)."""
+    port = fields.pop("port", None if "ports" in fields else 4555)
+    fields.setdefault("console_type", "serial")
+    return register_console(api, admin, instance, port, host="10.3.0.4", **fields)
 
 
 def connect(api, proxy, token, proxy_id="proxy-a", client="198.51.100.7"):

@@ -18,6 +18,7 @@ from pymemcache.client.base import Client as MemcacheClient  # type: ignore[impo
 
 from tests.integration.test_memcached import Api, MemcachedProcess
 from tokensvc import tokens
+from tokensvc.legacy import LegacyReadStore
 from tokensvc.objects.console import utcnow
 from tokensvc.stores import keys
 from tokensvc.stores.rows import consoles
@@ -160,6 +161,23 @@ def test_a_well_formed_entry_carrying_its_own_hash_is_imported(legacy):
     client.set(keys.memcached_key(tokens.hash_token(token)), value, expire=600)
     assert api.validate(token) == 200
     assert console_rows(api) == 1
+
+
+def test_the_store_imports_and_warms_the_cache_itself(legacy):
+    """The import is the wrapping store's lookup: what validate calls, and nothing else."""
+    api, client = legacy
+    services = api.app.extensions["tokensvc"]
+    assert isinstance(services.store, LegacyReadStore)
+    assert services.store.store is services.cached
+    token = plant(client, entry(data_of(api)))
+    token_hash = tokens.hash_token(token)
+    found = services.store.lookup(token_hash)
+    assert found is not None and found.console_type == "novnc"
+    assert console_rows(api) == 1
+    assert services.metrics.legacy_imports._value.get() == 1
+    client.delete(keys.memcached_key(token_hash))
+    assert services.cached.cache.get(token_hash) is not None  # warmed by the import
+    assert services.store.lookup(token_hash) == found
 
 
 def test_garbage_in_memcached_mode_is_an_invalid_token(make_app, mariadb_url):

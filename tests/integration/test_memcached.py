@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from pymemcache.client.base import Client as MemcacheClient  # type: ignore[import-untyped]
 
-from tests.conftest import Keys, free_port
+from tests.support import Keys, free_port, put_instance, register_console, wait_until
 from tokensvc.stores.rows import consoles
 
 
@@ -33,14 +32,14 @@ class MemcachedProcess:
                 str(megabytes),
             ],
         )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                MemcacheClient(("127.0.0.1", self.port), connect_timeout=0.5).version()
-                return
-            except OSError:
-                assert time.monotonic() < deadline, "memcached did not start"
-                time.sleep(0.05)
+        assert wait_until(self._answers, 10), "memcached did not start"
+
+    def _answers(self) -> bool:
+        try:
+            MemcacheClient(("127.0.0.1", self.port), connect_timeout=0.5).version()
+        except OSError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -65,19 +64,11 @@ class Api:
         self.instance = str(uuid.uuid4())
 
     def put_instance(self) -> None:
-        body = {"host": "compute-1"}
-        assert self.client.put(
-            f"/v1/instances/{self.instance}", json=body, headers=self.admin
-        ).status_code in (200, 201)
+        put_instance(self.client, self.admin, self.instance)
 
-    def register(self, port: int = 5900, **extra):
-        body = {
-            "instance_uuid": self.instance,
-            "host": "10.5.0.1",
-            "port": port,
-            "console_type": "novnc",
-        }
-        return self.client.post("/v1/consoles", json=body | extra, headers=self.admin)
+    def register(self, port: int | None = 5900, **extra):
+        extra.setdefault("host", "10.5.0.1")
+        return register_console(self.client, self.admin, self.instance, port, **extra)
 
     def validate(self, token: str):
         answer = self.client.post("/v1/tokens/validate", json={"token": token}, headers=self.proxy)
@@ -135,10 +126,8 @@ def test_threads_of_one_worker_share_the_backend_safely(api):
         client = api.app.test_client()
         statuses = []
         for n in range(20):
-            body = {"instance_uuid": api.instance, "host": "10.5.0.1", "port": 1000 * thread + n}
-            registered = client.post(
-                "/v1/consoles", json=body | {"console_type": "novnc"}, headers=api.admin
-            )
+            port = 1000 * thread + n
+            registered = register_console(client, api.admin, api.instance, port, host="10.5.0.1")
             token = registered.json["token"] if registered.status_code == 201 else "x"
             validated = client.post("/v1/tokens/validate", json={"token": token}, headers=api.proxy)
             statuses.append((registered.status_code, validated.status_code))
@@ -172,16 +161,7 @@ def test_what_memcached_cannot_do_is_501_and_every_answer_is_deprecated(
         api.client.post("/v1/proxies/p/heartbeat", headers=api.proxy),
         api.client.get("/v1/leases", headers=api.admin),
         api.client.delete("/v1/hosts/compute-1/consoles/expired", headers=api.admin),
-        api.client.post(
-            "/v1/consoles",
-            json={
-                "instance_uuid": api.instance,
-                "host": "h",
-                "ports": [1, 2],
-                "console_type": "serial",
-            },
-            headers=api.admin,
-        ),
+        api.register(None, host="h", ports=[1, 2], console_type="serial"),
     ]
     for answer in unsupported:
         assert answer.status_code == 501, answer.json

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,17 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
-from tests.conftest import AppFactory, Keys, RedisProcess, free_port
 from tests.netproxy import HangingServer, TcpProxy
+from tests.support import (
+    AppFactory,
+    Keys,
+    RedisProcess,
+    free_port,
+    put_instance,
+    register_console,
+    registered_token,
+    wait_until,
+)
 from tokensvc import tokens
 from tokensvc.stores.entries import TOMBSTONE
 from tokensvc.stores.keys import console_key
@@ -49,24 +57,16 @@ class Api:
         self.app = app
         self.client = app.test_client()
         keys = Keys(app)
-        self.compute = {"Authorization": f"Bearer {keys.mint('compute', host=COMPUTE_HOST)}"}
-        self.proxy = {"Authorization": f"Bearer {keys.mint('proxy')}"}
-        self.instance = str(uuid.uuid4())
-        resp = self.client.put(
-            f"/v1/instances/{self.instance}", json={"host": COMPUTE_HOST}, headers=self.compute
-        )
-        assert resp.status_code == 201, resp.get_data(as_text=True)
+        self.compute = keys.headers("compute", host=COMPUTE_HOST)
+        self.proxy = keys.headers("proxy")
+        self.instance = put_instance(self.client, self.compute, compute_host=COMPUTE_HOST)
 
     def register_response(self, port: int) -> TestResponse:
-        body = {"instance_uuid": self.instance, "host": "10.0.0.5", "port": port}
-        body |= {"console_type": "novnc"}
-        return self.client.post("/v1/consoles", json=body, headers=self.compute)
+        answer: TestResponse = register_console(self.client, self.compute, self.instance, port)
+        return answer
 
     def register(self, port: int) -> str:
-        resp = self.register_response(port)
-        assert resp.status_code == 201, resp.get_data(as_text=True)
-        token: str = resp.get_json()["token"]
-        return token
+        return registered_token(self.client, self.compute, self.instance, port)
 
     def validate(self, token: str) -> TestResponse:
         return self.client.post("/v1/tokens/validate", json={"token": token}, headers=self.proxy)
@@ -109,13 +109,6 @@ class Api:
         assert cached is not None
         is_open: bool = cached.breaker.is_open
         return is_open
-
-
-def wait_until(condition: Callable[[], bool], message: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(POLL)
 
 
 def cache_key(token: str) -> str:
@@ -237,7 +230,7 @@ def test_hanging_redis_costs_one_timeout_then_the_database_answers(
     assert time.monotonic() - started >= timeout * 0.9  # the warm did wait for Redis
     assert api.cache_errors() == 1
     assert api.breaker_open is True
-    wait_until(lambda: hanging_server.accepted >= 1, "the warm never reached the server")
+    assert wait_until(lambda: hanging_server.accepted >= 1, DEADLINE), "the warm never reached it"
     assert hanging_server.accepted == 1
 
     # Let the breaker come due, so the first validate below runs the half-open probe.
@@ -363,18 +356,20 @@ def test_revoke_during_a_cut_holds_in_a_process_that_still_reaches_redis(
 
 
 # -- d: the database unreachable -------------------------------------------------------------
+KEY_TTL = 1  # seconds the in-process key cache trusts an answer before it is only stale
+
+
+def stale_keys_api(make_app: AppFactory, **settings: Any) -> Api:
+    """An app whose key answers are fresh ``KEY_TTL`` s, then usable stale for 300 s."""
+    return Api(make_app(key_cache_ttl=KEY_TTL, key_cache_stale=300, **settings))
+
+
 def test_database_down_cached_tokens_validate_and_writes_answer_503(
     redis_server: RedisProcess, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
 ) -> None:
     proxy, proxied_url = database_proxy
-    key_ttl = 1
-    app = make_app(
-        database_url=proxied_url,
-        redis_url=redis_server.url,
-        key_cache_ttl=key_ttl,
-        key_cache_stale=300,
-    )
-    api = Api(app)
+    api = stale_keys_api(make_app, database_url=proxied_url, redis_url=redis_server.url)
+    app = api.app
     token = api.register(5900)
     before = api.expect_valid(token)
     api.expect_valid(token)  # the proxy key is now in the in-process key cache
@@ -382,7 +377,7 @@ def test_database_down_cached_tokens_validate_and_writes_answer_503(
     unknown_key = {"Authorization": f"Bearer {Keys(app).mint('proxy')}"}  # never used: not cached
 
     proxy.cut()
-    time.sleep(key_ttl + 0.2)  # past the key cache TTL: the keys are only stale now
+    time.sleep(KEY_TTL + 0.2)  # past the key cache TTL: the keys are only stale now
 
     # The key from its stale cached answer, the token from Redis.
     assert api.expect_valid(token) == before
@@ -428,19 +423,13 @@ def test_database_hanging_cached_tokens_still_validate(
     redis_server: RedisProcess, database_proxy: tuple[TcpProxy, str], make_app: AppFactory
 ) -> None:
     proxy, proxied_url = database_proxy
-    key_ttl = 1
-    app = make_app(
-        database_url=proxied_url,
-        redis_url=redis_server.url,
-        key_cache_ttl=key_ttl,
-        key_cache_stale=300,
-    )
-    api = Api(app)
+    api = stale_keys_api(make_app, database_url=proxied_url, redis_url=redis_server.url)
+    app = api.app
     token = api.register(5900)
     assert api.validated_from_cache(token)
 
     proxy.blackhole()  # connections stay open; nothing the server sends arrives any more
-    time.sleep(key_ttl + 0.2)
+    time.sleep(KEY_TTL + 0.2)
     statuses: list[int] = []
     client = app.test_client()
     request = threading.Thread(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +15,8 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 from werkzeug.test import Client, TestResponse
 
-from tests.conftest import AppFactory, Keys, free_port
 from tests.netproxy import TcpProxy
+from tests.support import AppFactory, Keys, free_port, put_instance, registered_token
 from tokensvc import tokens
 from tokensvc.api.hotpath import ValidateHotPath
 from tokensvc.auth import generate_key
@@ -63,14 +62,8 @@ class Console:
         keys = Keys(app)
         self.proxy = {"Authorization": f"Bearer {keys.mint('proxy')}"}
         admin = keys.headers("admin")
-        instance = str(uuid.uuid4())
-        self.client.put(f"/v1/instances/{instance}", json={"host": "compute-1"}, headers=admin)
-        body = {"instance_uuid": instance, "host": "192.0.2.10", "port": 5900}
-        resp = self.client.post(
-            "/v1/consoles", json=body | {"console_type": "novnc"}, headers=admin
-        )
-        assert resp.status_code == 201, resp.get_data(as_text=True)
-        self.token: str = resp.get_json()["token"]
+        instance = put_instance(self.client, admin)
+        self.token = registered_token(self.client, admin, instance, host="192.0.2.10")
 
     def validate(self, token: str, **kw: Any) -> TestResponse:
         return self.client.post(VALIDATE, json={"token": token}, headers=self.proxy, **kw)

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from tokensvc.auth import KeyAuthenticator, bearer_key, generate_key, hash_key
-from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import BackendUnavailable, Unauthorized
+from tokensvc.service_key import ServiceKey
 
 KEY = "tsk_" + "k" * 43  # fixed, so test ids match across xdist workers
 FOUND = ServiceKey(

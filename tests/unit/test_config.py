@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +13,9 @@ from tokensvc.config import ConfigError, Settings
 
 
 def test_defaults_are_embedded():
-    settings = Settings.from_env({})
-    assert settings.database_url == "sqlite:///tokensvc.db"
+    settings = Settings.from_env({"HOME": "/home/u"})
+    assert settings.state_dir == Path("/home/u/.local/state/tokensvc")
+    assert settings.database_url == "sqlite:////home/u/.local/state/tokensvc/tokensvc.db"
     assert settings.uses_sqlite
     assert settings.redis_url is None and settings.queue_redis_url is None
     assert settings.console_tokens_backend == "database"

@@ -18,6 +18,7 @@ from tokensvc.errors import Forbidden, ValidationFailed
 from tokensvc.networks import host_refusal
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import DateTimeField
+from tokensvc.stores.base import Capability, console_records, require_capability
 
 bp = ApiBlueprint("consoles", __name__)
 MANAGERS = ("compute", "admin")
@@ -41,6 +42,8 @@ def register(call: Call) -> tuple[dict[str, Any], int]:
     assert call.key is not None
     if force and call.key.role != "admin":
         raise Forbidden("force (taking over a port in use) needs an admin key")
+    if ports or force:
+        require_capability(call.services.store.capabilities, Capability.PORT_CHOICE)
     key = call.key
     connection = ConsoleConnection(**fields)
     # The compute host's scope is checked on the row the write locks; another
@@ -74,11 +77,11 @@ def check_console_address(call: Call, host: str) -> None:
     summary="List the consoles of an instance (never tokens or their hashes)",
     roles=MANAGERS,
     responses={200: "ConnectionList"},
-    database_only=True,
+    needs=Capability.RECORDS,
 )
 def list_consoles(call: Call, uuid: str) -> dict[str, Any]:
     instance = managed_instance(call, uuid)
-    listed = ConsoleConnection.list_by_instance(call.services.store, instance.uuid)
+    listed = console_records(call.services.store).list_by_instance(instance.uuid)
     return {"connections": [render_connection(call, c) for c in listed]}
 
 

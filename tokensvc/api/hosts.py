@@ -5,7 +5,7 @@ from __future__ import annotations
 from tokensvc.api.routing import ApiBlueprint, Call
 from tokensvc.api.views import path_host
 from tokensvc.auth import require_host
-from tokensvc.objects.console import ConsoleConnection
+from tokensvc.stores.base import Capability, console_records
 
 bp = ApiBlueprint("hosts", __name__)
 
@@ -15,7 +15,7 @@ bp = ApiBlueprint("hosts", __name__)
     "DELETE",
     summary="Delete the expired consoles of a compute host now, in batches",
     roles=("compute", "admin"),
-    database_only=True,
+    needs=Capability.RECORDS,
     responses={200: "PurgeResult"},
 )
 def purge_expired(call: Call, host: str) -> dict[str, int]:
@@ -23,5 +23,5 @@ def purge_expired(call: Call, host: str) -> dict[str, int]:
     assert call.key is not None
     require_host(call.key, host)
     batch = call.services.settings.purge_batch
-    result = ConsoleConnection.purge_expired(call.services.store, host, batch)
+    result = console_records(call.services.store).purge_expired(host, batch)
     return {"deleted": result.deleted, "batches": result.batches}

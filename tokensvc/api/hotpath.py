@@ -2,17 +2,17 @@
 
 Flask's request machinery (contexts, URL matching, hooks) cost about as much CPU as
 everything validate itself does (bench/: about 0.75 of the naive cache floor through
-Flask). This layer answers the two answers that make the traffic: a console (200) and
-an invalid token (404), with the same view function, key check, body schema, metrics
-and headers as the Flask route. Anything else (a bad key, a bad body, another object
-version, an outage, any surprise) goes on to Flask with the body put back, and Flask
-answers it exactly as before.
+Flask). This layer answers validate requests of the usual form (POST, a JSON body, no
+X-Object-Version) on its own, every outcome included: the key check and the body schema
+are the route's own declaration, the view is the route's view, failures answer through
+tokensvc/api/problems.py as Flask's error handlers do, and the latency metric and the
+rate limiter count as Flask's hooks do. Once it has started it never hands a request
+on to Flask: that would run validate (and a hanging database's timeout) a second time.
+Only requests of another form go to Flask, untouched.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response
 
-from tokensvc.api import schemas
-from tokensvc.api.routing import MAX_BODY, Call
-from tokensvc.api.tokens import validate
+from tokensvc.api import tokens
+from tokensvc.api.problems import problem_of, problem_response
+from tokensvc.api.routing import MAX_BODY, Call, json_object
+from tokensvc.api.schemas import Body
 from tokensvc.auth import bearer_key, require_role
-from tokensvc.db.service_keys import ServiceKey
-from tokensvc.errors import InvalidToken, TokensvcError, TooManyRequests, problem
+from tokensvc.metrics import status_label
 from tokensvc.objects.console import ConsoleConnection
-from tokensvc.ratelimit import TOKEN
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -35,84 +34,53 @@ if TYPE_CHECKING:
     from tokensvc.services import Services
 
 PATH = "/v1/tokens/validate"
-ROLES = ("proxy",)  # as the route's
 
 
 class ValidateHotPath:
-    """WSGI middleware: validate's common answers without Flask, the rest through it."""
+    """WSGI middleware: validate's requests of the usual form without Flask."""
 
     def __init__(self, app: WSGIApplication, services: Services) -> None:
         self.app = app
         self.services = services
         self.latency = services.metrics.request_latency
+        self.operation = tokens.bp.operation_of(tokens.validate)
+        assert self.operation.rule == PATH and isinstance(self.operation.body, Body)
+        self.body = self.operation.body
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not _candidate(environ):
             return self.app(environ, start_response)
         started = time.perf_counter()
+        request_id = uuid.uuid4().hex
         address = environ.get("REMOTE_ADDR") or ""
-        response: Response | None
         try:
-            # One dict lookup for an address without recent failures (tokensvc/ratelimit.py).
-            self.services.limiter.check(address, token=True)
-        except TooManyRequests as error:
-            response = _problem_response(error)
-        else:
-            key = self._proxy_key(environ)
-            if key is None:  # Flask answers (and counts) the refusal, before it reads the body
-                return self.app(environ, start_response)
-            raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
-            environ["wsgi.input"] = io.BytesIO(raw)  # for Flask, if it gets the request
-            response = self._answer(key, raw, address)
-            if response is None:
-                return self.app(environ, start_response)
+            response = self._validate(environ, address)
+        except Exception as error:  # answered here, never by a second run through Flask
+            found = problem_of(error, request_id)
+            response = problem_response(found, instance=PATH, request_id=request_id)
+        self.services.limiter.count_invalid_tokens(address)(response)
+        response.headers["X-Request-Id"] = request_id
         elapsed = time.perf_counter() - started
-        self.latency.labels(PATH, "POST", str(response.status_code)).observe(elapsed)
+        self.latency.labels(PATH, "POST", status_label(response.status_code)).observe(elapsed)
         return response(environ, start_response)
 
-    def _proxy_key(self, environ: WSGIEnvironment) -> ServiceKey | None:
-        """The caller's key if it may validate: checked before any byte of the body is read,
-        so a client without a key cannot hold a request thread by sending its body slowly."""
-        try:
-            key = self.services.authenticator.authenticate(
-                bearer_key(environ.get("HTTP_AUTHORIZATION"))
-            )
-            require_role(key, ROLES)
-        except TokensvcError:
-            return None
-        return key
-
-    def _answer(self, key: ServiceKey, raw: bytes, address: str) -> Response | None:
-        """The response, or None when Flask should answer."""
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                return None
-            body = schemas.VALIDATE.parse(data)
-        except (TokensvcError, ValueError, RecursionError):
-            return None  # Flask words every refusal
-        try:
-            found = validate(Call(key, body, self.services, ConsoleConnection.VERSION))
-        except InvalidToken as error:
-            self.services.limiter.failed(address, TOKEN)
-            return _problem_response(error)
-        except Exception:  # Flask logs it, and answers 500 or 503
-            return None
+    def _validate(self, environ: WSGIEnvironment, address: str) -> Response:
+        """What the Flask route does for this request, in the same order."""
+        services = self.services
+        # The key is checked before any byte of the body is read, so that a client
+        # without one cannot hold a request thread by sending its body slowly.
+        key = services.limiter.authenticate(
+            services.authenticator,
+            lambda: bearer_key(environ.get("HTTP_AUTHORIZATION")),
+            address,
+            token=True,
+        )
+        require_role(key, self.operation.roles)
+        raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        body = self.body.parse(json_object(raw, "application/json"))
+        found = tokens.validate(Call(key, body, services, ConsoleConnection.VERSION))
         assert isinstance(found, Response)  # (the view's type covers every view)
-        found.headers["X-Request-Id"] = uuid.uuid4().hex
         return found
-
-
-def _problem_response(error: TokensvcError) -> Response:
-    """The problem answer Flask's ``problem_response`` gives for ``error`` on this path."""
-    request_id = uuid.uuid4().hex
-    answer = problem(error, instance=PATH, request_id=request_id)
-    response = Response(json.dumps(answer), error.status, mimetype="application/problem+json")
-    response.headers["X-Request-Id"] = request_id
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
 
 
 def _candidate(environ: WSGIEnvironment) -> bool:

@@ -12,6 +12,7 @@ from tokensvc.api.sessions import session_event
 from tokensvc.auth import require_proxy
 from tokensvc.closefeed import CURSOR_PATTERN
 from tokensvc.errors import NotFound, ValidationFailed
+from tokensvc.stores.base import Capability
 from tokensvc.stores.leases import LeaseRecord
 
 bp = ApiBlueprint("leases", __name__)
@@ -22,7 +23,7 @@ bp = ApiBlueprint("leases", __name__)
     "GET",
     summary="Every live session, optionally of one proxy or one compute host",
     roles=("admin",),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={200: "LeaseList"},
     query={"proxy_id": {"type": "string"}, "compute_host": {"type": "string"}},
 )
@@ -43,7 +44,7 @@ def list_leases(call: Call) -> dict[str, Any]:
     "POST",
     summary="The proxy's user left: free the port (a no-op for an old or unknown lease)",
     roles=("proxy",),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={204: ""},
 )
 def disconnect(call: Call, lease_id: str) -> Response:
@@ -67,7 +68,7 @@ def _on_host(call: Call, record: LeaseRecord, compute_host: str | None) -> bool:
     "DELETE",
     summary="Force-disconnect: the holding proxy's close feed (or next heartbeat) closes it",
     roles=("admin", "compute"),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={202: ""},
 )
 def force_disconnect(call: Call, lease_id: str) -> Response:
@@ -86,7 +87,7 @@ def force_disconnect(call: Call, lease_id: str) -> Response:
     "POST",
     summary="Renew all the proxy's leases; the answer lists sessions it must close",
     roles=("proxy",),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={200: "Heartbeat"},
 )
 def heartbeat(call: Call, proxy_id: str) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def heartbeat(call: Call, proxy_id: str) -> dict[str, Any]:
     "GET",
     summary="The close feed: waits (?wait=SECONDS) until the proxy's closes differ from ?cursor=",
     roles=("proxy",),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={200: "CloseFeed"},
     query={
         "cursor": {"type": "string", "pattern": CURSOR_PATTERN, "description": "the last answer's"},
@@ -140,7 +141,7 @@ def _feed_query() -> tuple[str | None, float]:
     "DELETE",
     summary="A restarted proxy drops the leases of its previous life",
     roles=("proxy",),
-    database_only=True,
+    needs=Capability.LEASES,
     responses={204: ""},
 )
 def reset_proxy(call: Call, proxy_id: str) -> Response:

@@ -133,7 +133,7 @@ def _operation(op: Operation, services: Services) -> dict[str, Any]:
         # OpenAPI 3.1 lets a non-OAuth scheme's requirement list role names.
         spec["security"] = [{"serviceKey": list(op.roles)}]
         spec["description"] = f"Roles: {', '.join(op.roles)}"
-    if op.database_only:
+    if op.needs is not None:
         spec["x-database-only"] = True  # 501 unsupported-in-backend in memcached mode
     if op.body is not None:
         body = op.body if isinstance(op.body, Body) else op.body(services)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-import sqlalchemy as sa
 from flask import Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy.exc import SQLAlchemyError
 
 from tokensvc.api.openapi import build_openapi
 from tokensvc.api.routing import ApiBlueprint, Call
@@ -28,18 +25,12 @@ def healthz(call: Call) -> dict[str, str]:
     responses={200: "Readiness", 503: "Readiness"},
 )
 def readyz(call: Call) -> tuple[dict[str, str], int]:
-    state = {"database": "ok", "redis": "disabled"}
-    try:
-        with call.services.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except SQLAlchemyError:
-        state["database"] = "down"
-    if call.services.cached is not None:
-        try:
-            call.services.cached.cache.ping()
-            state["redis"] = "ok"
-        except redis.RedisError:
-            state["redis"] = "down"
+    state = {"database": "ok" if call.services.database.is_reachable() else "down"}
+    cached = call.services.cached
+    if cached is None:
+        state["redis"] = "disabled"
+    else:
+        state["redis"] = "ok" if cached.is_cache_reachable() else "down"
     return state, 503 if state["database"] == "down" else 200
 
 

@@ -18,17 +18,17 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from tokensvc.api.schemas import Body
 from tokensvc.auth import bearer_key, require_role
-from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import (
     BadRequest,
     NotAcceptable,
     PayloadTooLarge,
-    UnsupportedInBackend,
     UnsupportedMediaType,
 )
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.ratelimit import TOKEN_ROUTES
+from tokensvc.service_key import ServiceKey
 from tokensvc.services import Services
+from tokensvc.stores.base import Capability, require_capability
 
 MAX_BODY = 16 * 1024
 VERSION_HEADER = "X-Object-Version"
@@ -52,8 +52,8 @@ class Operation:
     roles: tuple[str, ...]
     body: Body | Callable[[Services], Body] | None
     responses: dict[int, str]
-    # What the deprecated memcached backend cannot do answers 501 (after the role check).
-    database_only: bool = False
+    # What only some backends can do answers 501 elsewhere (after the role check).
+    needs: Capability | None = None
     # Query parameters, by name: the JSON schema /openapi.json publishes (the view checks).
     query: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -65,6 +65,7 @@ class ApiBlueprint(Blueprint):
     def __init__(self, name: str, import_name: str) -> None:
         super().__init__(name, import_name)
         self.operations: list[Operation] = []
+        self._by_view: dict[str, Operation] = {}
 
     def operation(
         self,
@@ -75,10 +76,10 @@ class ApiBlueprint(Blueprint):
         roles: tuple[str, ...] = (),
         body: Body | Callable[[Services], Body] | None = None,
         responses: dict[int, str],
-        database_only: bool = False,
+        needs: Capability | None = None,
         query: Mapping[str, dict[str, Any]] | None = None,
     ) -> Callable[[View], View]:
-        op = Operation(rule, method, summary, roles, body, responses, database_only, query or {})
+        op = Operation(rule, method, summary, roles, body, responses, needs, query or {})
         self.operations.append(op)
 
         def decorate(view: View) -> View:
@@ -87,9 +88,14 @@ class ApiBlueprint(Blueprint):
                 return view(_prepare_call(op), **path)
 
             self.add_url_rule(rule, view.__name__, handle, methods=[method])
+            self._by_view[view.__name__] = op
             return view
 
         return decorate
+
+    def operation_of(self, view: View) -> Operation:
+        """The declaration of one of this blueprint's views."""
+        return self._by_view[view.__name__]
 
 
 def services() -> Services:
@@ -113,10 +119,8 @@ def _prepare_call(op: Operation) -> Call:
         require_role(key, op.roles)
         if tokens:
             after_this_request(svc.limiter.count_invalid_tokens(address))
-    if op.database_only and svc.memcached_backend:
-        raise UnsupportedInBackend(
-            f"{op.summary}: needs the database backend (memcached is deprecated)"
-        )
+    if op.needs is not None:
+        require_capability(svc.store.capabilities, op.needs)
     version = requested_version()
     body: dict[str, Any] = {}
     if op.body is not None:
@@ -150,9 +154,14 @@ def read_json_object() -> dict[str, Any]:
     cut = request.content_length is None and len(raw) >= MAX_BODY
     if cut and request.environ["wsgi.input"].read(1):
         raise PayloadTooLarge(f"request bodies are limited to {MAX_BODY} bytes")
+    return json_object(raw, request.mimetype)
+
+
+def json_object(raw: bytes, mimetype: str) -> dict[str, Any]:
+    """A request body's JSON object; an empty body is an empty object."""
     if not raw.strip():
         return {}
-    if request.mimetype != "application/json":
+    if mimetype != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
     try:
         data = json.loads(raw)

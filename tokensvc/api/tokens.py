@@ -14,9 +14,8 @@ from tokensvc.api.sessions import session_event
 from tokensvc.api.views import HIDDEN, render_connection
 from tokensvc.auth import require_host, require_proxy
 from tokensvc.errors import AlreadyConnected, InvalidToken
-from tokensvc.legacy import import_legacy_token
 from tokensvc.objects.console import ConsoleConnection
-from tokensvc.stores.base import ValidConsole
+from tokensvc.stores.base import Capability, ValidConsole
 from tokensvc.stores.leases import ConsoleKey, LeaseRecord
 
 bp = ApiBlueprint("tokens", __name__)
@@ -47,7 +46,7 @@ def _live_console(call: Call, token: str, console_type: str | None = None) -> Va
     found = None
     if tokens.is_well_formed(token):
         token_hash = tokens.hash_token(token)
-        found = services.store.lookup(token_hash) or import_legacy_token(services, token_hash)
+        found = services.store.lookup(token_hash)
         if services.cached is None:
             services.metrics.validate.labels("database").inc()
     if found is None or (console_type is not None and found.console_type != console_type):
@@ -63,7 +62,7 @@ def _live_console(call: Call, token: str, console_type: str | None = None) -> Va
     roles=("proxy",),
     body=schemas.CONNECT,
     responses={200: "Connected"},
-    database_only=True,
+    needs=Capability.LEASES,
 )
 def connect(call: Call) -> dict[str, Any]:
     assert call.key is not None

@@ -6,11 +6,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from tokensvc.api.routing import Call
-from tokensvc.db.service_keys import ServiceKey
 from tokensvc.errors import NotFound, ValidationFailed
 from tokensvc.objects.console import ConsoleConnection
 from tokensvc.objects.fields import UUIDField
 from tokensvc.objects.instance import Instance
+from tokensvc.service_key import ServiceKey
 
 _UUID = UUIDField()
 # Never in an API answer: the hash is as good as the token to an offline attacker's index.

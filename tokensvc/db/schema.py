@@ -23,10 +23,21 @@ from tokensvc.db.engine import is_sqlite
 from tokensvc.errors import SchemaOutOfDate
 
 
+def script_location() -> Path:
+    """The alembic scripts: ``tokensvc.migrations`` when installed (the build maps the
+    top-level ``migrations/`` there); else the ``migrations/`` beside the package, as when
+    a checkout's own ``tokensvc/`` is imported (it shadows an installed one from the
+    checkout's directory, and has no such subpackage)."""
+    try:
+        return Path(str(files("tokensvc.migrations")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[2] / "migrations"
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     """An in-memory alembic config; ``migrations/env.py`` runs on ``engine``."""
     config = Config()
-    config.set_main_option("script_location", str(files("tokensvc.migrations")))
+    config.set_main_option("script_location", str(script_location()))
     config.attributes["engine"] = engine
     return config
 

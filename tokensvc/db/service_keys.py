@@ -11,25 +11,10 @@ from sqlalchemy import Engine
 
 from tokensvc.db.models import Base
 from tokensvc.objects.console import utcnow
+from tokensvc.service_key import ROLES as ROLES  # (the CLI's choices, with the store)
+from tokensvc.service_key import ServiceKey as ServiceKey
 
 service_keys = Base.metadata.tables["service_keys"]
-ROLES = ("admin", "compute", "proxy")
-
-
-@dataclasses.dataclass(frozen=True)
-class ServiceKey:
-    id: str
-    role: str
-    host: str | None
-    proxy_id: str | None
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-    revoked_at: dt.datetime | None
-
-    def usable(self, now: dt.datetime) -> bool:
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-
 _COLUMNS = [service_keys.c[f.name] for f in dataclasses.fields(ServiceKey)]
 
 

@@ -15,7 +15,7 @@ import re
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockify.websocketproxy import ProxyRequestHandler  # type: ignore[import-untyped]
@@ -33,12 +33,10 @@ from tokensvc.errors import (
 from tokensvc.integrations import sessions as s
 from tokensvc.integrations.dialer import ConsoleRefused, ConsoleUnreachable, dial
 from tokensvc.integrations.gate import Admitted
+from tokensvc.networks import IPNetwork
 from tokensvc.objects.console import ConsoleConnection
-from tokensvc.ratelimit import TOKEN
+from tokensvc.ratelimit import TOKEN, RateLimiter
 from tokensvc.tokens import is_well_formed
-
-if TYPE_CHECKING:
-    from tokensvc.integrations.proxy import ConsoleProxyServer
 
 log = logging.getLogger("tokensvc.proxy")
 
@@ -63,10 +61,24 @@ class RedactQueries(logging.Filter):
         return True
 
 
+class ProxyServer(Protocol):
+    """What a handler uses of its server (tokensvc/integrations/proxy.py), which imports
+    this module: declared here, so that the two do not import each other."""
+
+    service: s.Service
+    sessions: s.Sessions
+    invalid_tokens: RateLimiter
+    console_type: str | None
+    allowed_origins: set[str]
+    allowed_networks: tuple[IPNetwork, ...]
+    web_root: str | None
+    draining: bool
+
+
 class ConsoleProxyHandler(ProxyRequestHandler):  # type: ignore[misc]
     """One client connection: static files, or a websocket relayed under a lease."""
 
-    server: ConsoleProxyServer
+    server: ProxyServer
     request: Any  # an Admitted, then its socket, then websockify's websocket
     rfile: Any
     timeout = 10  # seconds for the HTTP part (handshake, static files)

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self
 
 from tokensvc.errors import UnsupportedVersion, ValidationFailed
-from tokensvc.objects.fields import Field, ObjectField
+from tokensvc.objects.fields import Field
 
 _REGISTRY: dict[str, type[VersionedObject]] = {}
 # Per nested field: (parent version, child version it carries) pairs, oldest first.
@@ -213,6 +213,35 @@ class VersionedObject:
         obj.obj_set(data, wire=True)
         obj.obj_reset_changes()
         return obj
+
+
+class ObjectField(Field):
+    """A nested versioned object, named so the registry resolves it lazily.
+
+    (Here rather than in fields.py: it reads objects, and fields must not import them.)
+
+    The parent encodes it, at the version its ``obj_relationships`` name.
+    """
+
+    def __init__(self, object_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.object_name = object_name
+
+    def _coerce(self, value: Any) -> Any:
+        if not isinstance(value, VersionedObject) or value.obj_name() != self.object_name:
+            raise ValueError(f"must be a {self.object_name}")
+        return value
+
+    def from_primitive(self, value: Any) -> Any:
+        if value is None:
+            return self.coerce(None)
+        return self.coerce(VersionedObject.obj_from_primitive(value))
+
+    def describe(self) -> str:
+        return f"{super().describe()}<{self.object_name}>"
+
+    def _json_schema(self) -> dict[str, Any]:
+        return {"$ref": f"#/components/schemas/{self.object_name}"}
 
 
 def _check_declaration(cls: type[VersionedObject]) -> None:

@@ -11,8 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tokensvc.objects.base import VersionedObject, registered_objects
-from tokensvc.objects.fields import ObjectField
+from tokensvc.objects.base import ObjectField, VersionedObject, registered_objects
 
 
 def fingerprint(cls: type[VersionedObject]) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from tokensvc import tokens
-from tokensvc.errors import InvalidToken
-from tokensvc.objects.base import Relationships, VersionedObject, version_tuple
+from tokensvc.objects.base import ObjectField, Relationships, VersionedObject, version_tuple
 from tokensvc.objects.fields import (
     BooleanField,
     DateTimeField,
@@ -17,7 +16,6 @@ from tokensvc.objects.fields import (
     HexField,
     IntegerField,
     JSONScalar,
-    ObjectField,
     ScalarDictField,
     UUIDField,
 )
@@ -25,11 +23,29 @@ from tokensvc.objects.text import HostField, url_field
 
 if TYPE_CHECKING:
     from tokensvc.objects.lease import ConsoleLease
-    from tokensvc.stores.base import Authorize, PurgeResult, TokenStore
 
 CONSOLE_TYPES = ("novnc", "spice-html5", "serial", "mks", "rdp", "webmks")
 # What a caller must give to register a console (the rest is derived or optional).
 REGISTER_FIELDS = ("instance_uuid", "host", "port", "console_type")
+
+
+# Refuses (raises) a write on an instance of the given compute host.
+Authorize = Callable[[str], None]
+
+
+class SavesConsoles(Protocol):
+    """What :meth:`ConsoleConnection.create` needs of a store (every TokenStore of
+    tokensvc/stores/base.py is one): declared here, so that the objects do not import
+    the stores that import them."""
+
+    def save_console(
+        self,
+        connection: ConsoleConnection,
+        *,
+        ports: Sequence[int] = (),
+        force: bool = False,
+        authorize: Authorize | None = None,
+    ) -> str | None: ...
 
 
 def utcnow() -> dt.datetime:
@@ -76,9 +92,11 @@ class ConsoleConnection(VersionedObject):
             primitive.pop("connected", None)
 
     # -- methods that make the object useful -----------------------------------
+    # (Reads, rotation and revocation are the store's: tokensvc/stores/base.py. The
+    # API's validate is the one path that turns a token into a live console.)
     def create(
         self,
-        store: TokenStore,
+        store: SavesConsoles,
         ttl: int,
         *,
         ports: Sequence[int] = (),
@@ -100,20 +118,6 @@ class ConsoleConnection(VersionedObject):
         store.save_console(self, ports=ports, force=force, authorize=authorize)
         return token
 
-    def rotate(self, store: TokenStore, ttl: int) -> str:
-        """Replace this console's token; the old one stops validating."""
-        old_hash = self.token_hash
-        if old_hash is None:
-            raise InvalidToken()
-        token = self._new_token(ttl)
-        if not store.rotate_token(old_hash, self):
-            raise InvalidToken()
-        return token
-
-    def destroy(self, store: TokenStore) -> None:
-        if self.token_hash is None or not store.revoke_token(self.token_hash):
-            raise InvalidToken()
-
     def is_expired(self, now: dt.datetime | None = None) -> bool:
         return self.expires is not None and self.expires <= (now or utcnow())
 
@@ -122,21 +126,3 @@ class ConsoleConnection(VersionedObject):
         self.token_hash = tokens.hash_token(token)
         self.expires = utcnow() + dt.timedelta(seconds=ttl)
         return token
-
-    @classmethod
-    def get_by_token(cls, store: TokenStore, token: str) -> ConsoleConnection:
-        """The live console of ``token``; unknown, expired and malformed alike fail."""
-        if not tokens.is_well_formed(token):
-            raise InvalidToken()
-        found = store.get_by_token_hash(tokens.hash_token(token))
-        if found is None or found.is_expired():
-            raise InvalidToken()
-        return found
-
-    @classmethod
-    def list_by_instance(cls, store: TokenStore, instance_uuid: str) -> list[ConsoleConnection]:
-        return store.list_by_instance(instance_uuid)
-
-    @classmethod
-    def purge_expired(cls, store: TokenStore, compute_host: str, batch_size: int) -> PurgeResult:
-        return store.purge_expired(compute_host, batch_size)

@@ -274,37 +274,6 @@ class ScalarDictField(Field):
         return {"type": "object", "additionalProperties": scalar, "description": limit}
 
 
-class ObjectField(Field):
-    """A nested versioned object, named so the registry resolves it lazily.
-
-    The parent encodes it, at the version its ``obj_relationships`` name.
-    """
-
-    def __init__(self, object_name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.object_name = object_name
-
-    def _coerce(self, value: Any) -> Any:
-        from tokensvc.objects.base import VersionedObject
-
-        if not isinstance(value, VersionedObject) or value.obj_name() != self.object_name:
-            raise ValueError(f"must be a {self.object_name}")
-        return value
-
-    def from_primitive(self, value: Any) -> Any:
-        from tokensvc.objects.base import VersionedObject
-
-        if value is None:
-            return self.coerce(None)
-        return self.coerce(VersionedObject.obj_from_primitive(value))
-
-    def describe(self) -> str:
-        return f"{super().describe()}<{self.object_name}>"
-
-    def _json_schema(self) -> dict[str, Any]:
-        return {"$ref": f"#/components/schemas/{self.object_name}"}
-
-
 class ListField(Field):
     """A JSON array of ``item`` values, ``1..max_items`` long, without repeats."""
 

@@ -16,9 +16,14 @@ from typing import Protocol
 
 import redis
 
-from tokensvc.objects.console import ConsoleConnection
+from tokensvc.objects.console import Authorize, ConsoleConnection
 from tokensvc.objects.instance import Instance
-from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import (
+    BACKEND_CAPABILITIES,
+    InstanceWrite,
+    PurgeResult,
+    ValidConsole,
+)
 from tokensvc.stores.breaker import CircuitBreaker
 from tokensvc.stores.cache import RedisCache
 from tokensvc.stores.database import DatabaseStore
@@ -38,7 +43,9 @@ class CacheEvents(Protocol):
 
 
 class CachedStore:
-    """:class:`~tokensvc.stores.base.TokenStore`: Redis in front of a DatabaseStore."""
+    """:class:`~tokensvc.stores.base.ConsoleRecords`: Redis in front of a DatabaseStore."""
+
+    capabilities = BACKEND_CAPABILITIES["database"]
 
     def __init__(
         self,
@@ -118,6 +125,22 @@ class CachedStore:
         self.breaker.trip()
         self.events.cache_error()
 
+    def is_cache_reachable(self) -> bool:
+        """Whether Redis answers a ping now (the readiness check; the breaker aside)."""
+        try:
+            self.cache.ping()
+        except redis.RedisError:
+            return False
+        return True
+
+    def import_console(self, connection: ConsoleConnection) -> bool:
+        """The database store's import, then the console cached (as after a write)."""
+        started = time.monotonic()
+        if not self.database.import_console(connection):
+            return False
+        self.warm(connection, started)
+        return True
+
     def warm(self, connection: ConsoleConnection, write_started: float) -> None:
         """Cache a console just written to the database (over a negative entry, never
         over a tombstone); ``write_started``: time.monotonic() before the write began."""
@@ -169,14 +192,6 @@ class CachedStore:
             self._invalidate([replaced])
         self.warm(connection, started)
         return replaced
-
-    def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
-        started = time.monotonic()
-        if not self.database.rotate_token(old_hash, connection):
-            return False
-        self._invalidate([old_hash])
-        self.warm(connection, started)
-        return True
 
     def revoke_token(self, token_hash: str) -> bool:
         if not self.database.revoke_token(token_hash):

@@ -13,14 +13,19 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from tokensvc.db.engine import single_statement
 from tokensvc.errors import AlreadyConnected, NotFound, PortsExhausted
-from tokensvc.objects.console import ConsoleConnection, utcnow
+from tokensvc.objects.console import Authorize, ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.objects.lease import ConsoleLease
-from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import (
+    BACKEND_CAPABILITIES,
+    InstanceWrite,
+    PurgeResult,
+    ValidConsole,
+)
 from tokensvc.stores.leases import NotifyCloses, close_leases, closing_transaction, live_leases
 from tokensvc.stores.rows import (
     CONSOLE_COLUMNS,
@@ -47,7 +52,9 @@ _CLEAR_INVALIDATIONS = invalidations.delete().where(
 
 
 class DatabaseStore:
-    """:class:`~tokensvc.stores.base.TokenStore` on SQLAlchemy Core."""
+    """:class:`~tokensvc.stores.base.ConsoleRecords` on SQLAlchemy Core."""
+
+    capabilities = BACKEND_CAPABILITIES["database"]
 
     def __init__(
         self, engine: Engine, *, outbox: bool = False, reader: Engine | None = None
@@ -234,24 +241,6 @@ class DatabaseStore:
             ).mappings()
             return [console_from_row(r, held.get((r["host"], r["port"]))) for r in rows]
 
-    def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
-        with self._revoking() as conn:
-            result = conn.execute(
-                consoles.update()
-                .where(consoles.c.token_hash == old_hash)
-                .values(
-                    token_hash=connection.token_hash,
-                    expires=connection.expires,
-                    updated_at=utcnow(),
-                )
-            )
-            if result.rowcount != 1:
-                return False
-            self._revoked(conn, [old_hash])
-            at = (connection.host, connection.port)
-            close_leases(conn, "rotated", connection.instance_uuid, at)
-        return True
-
     def revoke_token(self, token_hash: str) -> bool:
         with self._revoking() as conn:
             query = sa.select(consoles.c.instance_uuid, consoles.c.host, consoles.c.port)
@@ -276,6 +265,15 @@ class DatabaseStore:
     def clear_invalidations(self, token_hashes: Sequence[str]) -> None:
         """Once the cache applied them (one idempotent DELETE: one round trip)."""
         single_statement(self.reader, _CLEAR_INVALIDATIONS, {"hashes": list(token_hashes)})
+
+    def is_reachable(self) -> bool:
+        """One round trip on the general engine (the readiness check)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
 
     def hosts_with_expired(self) -> list[str]:
         """Compute hosts (never console addresses) that have expired consoles."""

@@ -10,17 +10,23 @@ correct even after an eviction. Not compatible with Nova's consoleauth entries.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheError  # type: ignore[import-untyped]
 
-from tokensvc.errors import BackendUnavailable, UnsupportedInBackend
-from tokensvc.objects.console import ConsoleConnection, utcnow
+from tokensvc.errors import BackendUnavailable
+from tokensvc.objects.console import Authorize, ConsoleConnection, utcnow
 from tokensvc.objects.instance import Instance
 from tokensvc.stores import keys
-from tokensvc.stores.base import Authorize, InstanceWrite, PurgeResult, ValidConsole
+from tokensvc.stores.base import (
+    BACKEND_CAPABILITIES,
+    Capability,
+    InstanceWrite,
+    ValidConsole,
+    require_capability,
+)
 from tokensvc.stores.database import DatabaseStore
 from tokensvc.stores.entries import decode_entry, encode_entry
 from tokensvc.stores.rows import valid_console
@@ -92,12 +98,14 @@ class MemcachedEntries:
                 self.client.delete_many([keys.memcached_key(h) for h in token_hashes])
 
 
-def unsupported(what: str) -> UnsupportedInBackend:
-    return UnsupportedInBackend(f"{what} needs the database backend (memcached is deprecated)")
-
-
 class MemcachedStore:
-    """:class:`~tokensvc.stores.base.TokenStore` for CONSOLE_TOKENS_BACKEND=memcached."""
+    """:class:`~tokensvc.stores.base.TokenStore` for CONSOLE_TOKENS_BACKEND=memcached.
+
+    No :class:`~tokensvc.stores.base.Capability`: not ConsoleRecords (no listing, no
+    purge), no leases, no port choice.
+    """
+
+    capabilities = BACKEND_CAPABILITIES["memcached"]
 
     def __init__(self, database: DatabaseStore, entries: MemcachedEntries) -> None:
         self.database = database
@@ -115,7 +123,7 @@ class MemcachedStore:
         authorize: Authorize | None = None,
     ) -> str | None:
         if ports or force:
-            raise unsupported("choosing the next free port or forcing a port")
+            require_capability(self.capabilities, Capability.PORT_CHOICE)
         replaced = self.database.save_console(connection, authorize=authorize)
         try:
             self.entries.put(connection)
@@ -125,13 +133,6 @@ class MemcachedStore:
             raise
         self.entries.forget([replaced] if replaced else [])
         return replaced
-
-    def rotate_token(self, old_hash: str, connection: ConsoleConnection) -> bool:
-        if not self.database.rotate_token(old_hash, connection):
-            return False
-        self.entries.put(connection)
-        self.entries.forget([old_hash])
-        return True
 
     def revoke_token(self, token_hash: str) -> bool:
         self.entries.forget([token_hash])
@@ -157,14 +158,3 @@ class MemcachedStore:
 
     def get_by_token_hash(self, token_hash: str) -> ConsoleConnection | None:
         return self.database.get_by_token_hash(token_hash)  # the index row
-
-    def list_by_instance(self, instance_uuid: str) -> list[ConsoleConnection]:
-        raise unsupported("listing consoles")
-
-    def purge_expired(
-        self,
-        compute_host: str,
-        batch_size: int,
-        on_batch: Callable[[list[str]], None] = lambda hashes: None,
-    ) -> PurgeResult:
-        raise unsupported("purging")
