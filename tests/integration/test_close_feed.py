@@ -145,12 +145,13 @@ def test_expired_tokens_are_named_with_enforcement(make_app):
     instance = str(uuid.uuid4())
     api.put(f"/v1/instances/{instance}", json={"host": "c-1"}, headers=admin)
     body = {"instance_uuid": instance, "host": "10.3.0.4", "port": 5900, "console_type": "novnc"}
-    token = api.post("/v1/consoles", json=body | {"ttl": 1}, headers=admin).json["token"]
+    # Long enough to connect on a loaded machine, short enough for the feed's wait.
+    token = api.post("/v1/consoles", json=body | {"ttl": 3}, headers=admin).json["token"]
     lease = api.post(
         "/v1/tokens/connect", json={"token": token, "proxy_id": "proxy-f"}, headers=proxy
     )
     cursor = _feed(api, proxy)["cursor"]
-    answer = _feed(api, proxy, cursor=cursor, wait=5)
+    answer = _feed(api, proxy, cursor=cursor, wait=8)
     assert answer["close"] == [{"lease_id": lease.json["lease"]["data"]["id"], "reason": "expired"}]
 
 

@@ -69,7 +69,8 @@ def entry(data: Any, version: str = "1.2", console_type: str = "novnc") -> bytes
 def plant(client: MemcacheClient, value: bytes) -> str:
     """A fresh token whose memcached entry is ``value``."""
     token = tokens.generate_token()
-    client.set(keys.memcached_key(tokens.hash_token(token)), value, expire=600)
+    # noreply=False: stored before the app asks on a connection of its own (no race).
+    client.set(keys.memcached_key(tokens.hash_token(token)), value, expire=600, noreply=False)
     return token
 
 
@@ -158,7 +159,7 @@ def test_a_well_formed_entry_carrying_its_own_hash_is_imported(legacy):
     api, client = legacy
     token = tokens.generate_token()
     value = entry(data_of(api) | {"token_hash": tokens.hash_token(token)})
-    client.set(keys.memcached_key(tokens.hash_token(token)), value, expire=600)
+    client.set(keys.memcached_key(tokens.hash_token(token)), value, expire=600, noreply=False)
     assert api.validate(token) == 200
     assert console_rows(api) == 1
 
